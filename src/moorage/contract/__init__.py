@@ -1,0 +1,32 @@
+"""The SageMaker container contract, shared by the server and the instance runtime.
+
+Names only: environment variables, paths, headers and limits of spec/CONTAINER.md. No I/O.
+"""
+
+from moorage.contract.names import (
+    ACCEPT,
+    CONTENT_TYPE,
+    CUSTOM_ATTRIBUTES,
+    DEFAULT_ACCEPT,
+    FORWARDED_REQUEST_HEADERS,
+    INFERENCE_ID,
+    MAX_PAYLOAD_BYTES,
+    RELAYED_RESPONSE_HEADERS,
+    SESSION_ID,
+    TARGET_MODEL,
+    Env,
+)
+
+__all__ = [
+    "ACCEPT",
+    "CONTENT_TYPE",
+    "CUSTOM_ATTRIBUTES",
+    "DEFAULT_ACCEPT",
+    "FORWARDED_REQUEST_HEADERS",
+    "INFERENCE_ID",
+    "MAX_PAYLOAD_BYTES",
+    "RELAYED_RESPONSE_HEADERS",
+    "SESSION_ID",
+    "TARGET_MODEL",
+    "Env",
+]
