@@ -1,0 +1,366 @@
+"""HTTP/1.1 server as a bare ``asyncio.Protocol`` over httptools.
+
+Why not uvicorn: its ASGI layer costs about three times what this protocol does per request
+(PERFORMANCE.md), and the invocation path is all overhead. What it must keep from a real
+server, and does: keep-alive, pipelining (answers in order), chunked request bodies,
+``Expect: 100-continue``, body/header limits (413/431), slow clients (408 after
+``read_timeout``), idle keep-alive expiry, and write back-pressure.
+
+A handler gets a complete :class:`Request` and returns a :class:`Response` or a future of one;
+returning a future (not a coroutine) lets a dispatcher answer without creating a task.
+"""
+
+import asyncio
+import logging
+import math
+import os
+import socket
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+
+import httptools
+
+from moorage.http.messages import Request, Response
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], "Response | asyncio.Future[Response]"]
+
+# Bodies above this are written separately from the head, to avoid copying them.
+_JOIN_LIMIT = 64 * 1024
+_SWEEP_INTERVAL = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body: int = 6 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    # A started request must be fully received within this many seconds (slow clients).
+    read_timeout: float = 60.0
+    # An idle keep-alive connection is closed after this many seconds.
+    keep_alive_timeout: float = 75.0
+    # Requests read ahead of the one being answered before reading pauses.
+    max_pipelined: int = 16
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    return f"HTTP/1.1 {status} {phrase}\r\n".encode()
+
+
+_STATUS_LINES = {s.value: _status_line(s.value) for s in HTTPStatus}
+
+
+class _Rejected(Exception):
+    """Raised inside a parser callback to stop parsing a request that breaks a limit."""
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_busy",
+        "_closing",
+        "_current_keep_alive",
+        "_header_bytes",
+        "_headers",
+        "_queue",
+        "_reading_paused",
+        "_rejection",
+        "_server",
+        "_url",
+        "_write_paused",
+        "deadline",
+        "parser",
+        "transport",
+    )
+
+    def __init__(self, server: "HttpServer") -> None:
+        self._server = server
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self._queue: deque[tuple[Request, bool]] = deque()
+        self._busy = False
+        self._closing = False
+        self._current_keep_alive = True
+        self._write_paused = False
+        self._reading_paused = False
+        self._rejection: Response | None = None
+        self._reset_message()
+        self.deadline = math.inf
+
+    def _reset_message(self) -> None:
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._header_bytes = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._server.connections.add(self)
+        self.deadline = self._server.loop.time() + self._server.limits.keep_alive_timeout
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.connections.discard(self)
+        self._closing = True
+        self._queue.clear()
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if len(self._queue) < self._server.limits.max_pipelined:
+            self._resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            rejection = self._rejection or Response.text(500, "Internal server error")
+            self._fail(rejection)
+        except httptools.HttpParserUpgrade:
+            self._fail(Response.text(400, "Protocol upgrades are not supported"))
+        except httptools.HttpParserError as exc:
+            self._fail(Response.text(400, f"Malformed HTTP request: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        # A half-closed client may still read the answers to what it sent.
+        return True if self._busy or self._queue else None
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._reset_message()
+        self.deadline = self._server.loop.time() + self._server.limits.read_timeout
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count_header_bytes(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header_bytes(len(name) + len(value))
+        if len(self._headers) >= self._server.limits.max_headers:
+            self._reject(Response.text(431, "Too many request headers"))
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        previous = self._headers.get(key)
+        self._headers[key] = text if previous is None else f"{previous}, {text}"
+
+    def on_headers_complete(self) -> None:
+        limit = self._server.limits.max_body
+        length = self._headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            self._reject(_too_large(limit))
+        if self._headers.get("expect", "").lower() == "100-continue" and self.transport:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._server.limits.max_body:
+            self._reject(_too_large(self._server.limits.max_body))
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        path, _, query = self._url.decode("latin-1").partition("?")
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        method = self.parser.get_method().decode("ascii")
+        request = Request(method, path, query, self._headers, body)
+        keep_alive = self.parser.should_keep_alive()
+        self._reset_message()
+        self.deadline = math.inf
+        if self._busy:
+            self._queue.append((request, keep_alive))
+            if len(self._queue) >= self._server.limits.max_pipelined:
+                self._pause_reading()
+        else:
+            self._dispatch(request, keep_alive)
+
+    # internals
+
+    def _count_header_bytes(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > self._server.limits.max_header_bytes:
+            self._reject(Response.text(431, "Request header fields too large"))
+
+    def _reject(self, response: Response) -> None:
+        self._rejection = response
+        raise _Rejected
+
+    def _dispatch(self, request: Request, keep_alive: bool) -> None:
+        # A loop, not recursion: pipelined requests answered synchronously must not nest.
+        while True:
+            try:
+                result = self._server.handler(request)
+            except Exception:
+                log.exception("handler failed for %s %s", request.method, request.path)
+                result = Response.text(500, "Internal server error")
+            if not isinstance(result, Response):
+                self._busy = True
+                self._current_keep_alive = keep_alive
+                result.add_done_callback(self._on_result)
+                return
+            self._write(result, keep_alive)
+            if self._closing or not self._queue:
+                return
+            request, keep_alive = self._queue.popleft()
+
+    def _on_result(self, future: "asyncio.Future[Response]") -> None:
+        self._busy = False
+        if future.cancelled():
+            response = Response.text(503, "The request was cancelled")
+        elif (exc := future.exception()) is not None:
+            log.error("handler failed", exc_info=exc)
+            response = Response.text(500, "Internal server error")
+        else:
+            response = future.result()
+        if self._closing:
+            return
+        self._write(response, self._current_keep_alive)
+        if self._queue and not self._closing:
+            request, keep_alive = self._queue.popleft()
+            if not self._write_paused:
+                self._resume_reading()
+            self._dispatch(request, keep_alive)
+
+    def _write(self, response: Response, keep_alive: bool) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        body = response.body
+        parts = [_STATUS_LINES.get(response.status) or _status_line(response.status)]
+        for name, value in response.headers:
+            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        parts.append(b"content-length: %d\r\n" % len(body))
+        if not keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        if len(body) <= _JOIN_LIMIT:
+            parts.append(body)
+            transport.write(b"".join(parts))
+        else:
+            transport.write(b"".join(parts))
+            transport.write(body)
+        if not keep_alive:
+            self._closing = True
+            transport.close()
+        elif not self._queue:
+            self.deadline = self._server.loop.time() + self._server.limits.keep_alive_timeout
+
+    def _fail(self, response: Response) -> None:
+        """Answer a request that cannot be parsed or breaks a limit, then close."""
+        self._closing = True
+        self._queue.clear()
+        if self._busy:
+            # The answer in flight comes first; the connection closes after it.
+            self._current_keep_alive = False
+            return
+        self._write(response, keep_alive=False)
+
+    def expire(self, now: float) -> None:
+        if self.deadline > now or self.transport is None:
+            return
+        if self._header_bytes or self._body_size:
+            self._fail(Response.text(408, "Request not received in time"))
+        else:
+            self._closing = True
+            self.transport.close()
+
+    def close_if_idle(self) -> None:
+        if not self._busy and not self._queue and self.transport is not None:
+            self._closing = True
+            self.transport.close()
+
+    @property
+    def is_busy(self) -> bool:
+        return self._busy
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+
+def _too_large(limit: int) -> Response:
+    return Response.text(413, f"Request body is larger than the limit of {limit} bytes")
+
+
+class HttpServer:
+    """Serves one handler on one or more listening sockets until :meth:`close`.
+
+    Create it inside the running event loop, then call one of the ``listen_*`` methods.
+    """
+
+    def __init__(self, handler: Handler, limits: Limits) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.loop = asyncio.get_running_loop()
+        self.connections: set[_Connection] = set()
+        self._servers: list[asyncio.Server] = []
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
+        server = await self.loop.create_server(
+            lambda: _Connection(self), host, port, reuse_address=True, backlog=1024
+        )
+        self._add(server)
+        address = server.sockets[0].getsockname()
+        return str(address[0]), int(address[1])
+
+    async def listen_unix(self, path: str) -> None:
+        if os.path.exists(path):
+            os.unlink(path)
+        server = await self.loop.create_unix_server(lambda: _Connection(self), path, backlog=1024)
+        self._add(server)
+
+    async def listen_socket(self, sock: socket.socket) -> None:
+        server = await self.loop.create_server(lambda: _Connection(self), sock=sock, backlog=1024)
+        self._add(server)
+
+    def _add(self, server: asyncio.Server) -> None:
+        self._servers.append(server)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(_SWEEP_INTERVAL, self._sweep)
+
+    def _sweep(self) -> None:
+        # One timer for all connections, instead of arming one per request.
+        now = self.loop.time()
+        for connection in list(self.connections):
+            connection.expire(now)
+        self._sweeper = self.loop.call_later(_SWEEP_INTERVAL, self._sweep)
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting, close idle connections, wait up to ``grace`` s for answers in flight."""
+        for server in self._servers:
+            server.close()
+        deadline = self.loop.time() + grace
+        while self.connections and self.loop.time() < deadline:
+            for connection in list(self.connections):
+                connection.close_if_idle()
+            if not any(c.is_busy for c in self.connections):
+                break
+            await asyncio.sleep(0.05)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()

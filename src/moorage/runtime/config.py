@@ -1,0 +1,120 @@
+"""RuntimeConfig: everything an instance process needs, read once at start.
+
+Precedence: command-line flag > ``SAGEMAKER_*`` / ``MOORAGE_*`` variable > default. Nothing
+reads the environment after this (the worker processes get their settings from the spec).
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from moorage.contract import DEFAULT_ACCEPT, MAX_PAYLOAD_BYTES, Env
+from moorage.errors import ValidationError
+
+DEFAULT_PORT = 8080
+DEFAULT_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    host: str
+    port: int
+    unix_socket: str | None
+    # Where the single model lives: a folder, archive or URL. None in multi-model mode.
+    model_url: str | None
+    base_dir: Path
+    program: str | None
+    submit_directory: str | None
+    multi_model: bool
+    # Worker processes per model.
+    workers: int
+    timeout_s: float
+    default_accept: str
+    max_payload: int
+    cache_dir: Path
+    log_level: int
+    # Requests waiting for a free worker, per model, before new ones get 503.
+    queue_size: int = 100
+    # Multi-model: a load is refused with 507 when less memory than this would stay available,
+    # or when this many models are loaded already (0: no limit).
+    min_free_bytes: int = 256 * 1024 * 1024
+    max_models: int = 0
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationError(f"{name}={raw!r} is not an integer") from None
+
+
+def _timeout(env: Mapping[str, str]) -> float:
+    # The newer variable is true seconds and wins; the older one is seconds here (MMS alone
+    # reads it as minutes, a bug moorage does not copy).
+    for name in (Env.MODEL_SERVER_TIMEOUT_SECONDS, Env.MODEL_SERVER_TIMEOUT):
+        if env.get(name):
+            value = _int(env, name, 0)
+            if value <= 0:
+                raise ValidationError(f"{name}={env[name]!r} must be a positive number of seconds")
+            return float(value)
+    return DEFAULT_TIMEOUT_S
+
+
+def _default_cache_dir(env: Mapping[str, str]) -> Path:
+    if env.get("MOORAGE_CACHE_DIR"):
+        return Path(env["MOORAGE_CACHE_DIR"])
+    xdg = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "moorage"
+
+
+def load_config(
+    *,
+    model_url: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    unix_socket: str | None = None,
+    workers: int | None = None,
+    multi_model: bool | None = None,
+    cache_dir: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> RuntimeConfig:
+    env = os.environ if env is None else env
+    base_dir = Path(env.get(Env.BASE_DIR) or "/opt/ml")
+    is_multi = multi_model if multi_model is not None else env.get(Env.MULTI_MODEL) == "true"
+    if model_url is None and not is_multi:
+        model_url = str(base_dir / "model")
+    # One worker per core, as MMS and gunicorn default; multi-model loads one per model, since
+    # each worker holds its own copy of the model.
+    default_workers = 1 if is_multi else (os.cpu_count() or 1)
+    worker_count = workers if workers is not None else _int(
+        env, Env.MODEL_SERVER_WORKERS, default_workers
+    )
+    if worker_count < 1:
+        raise ValidationError(f"worker count must be at least 1, got {worker_count}")
+    max_payload_mb = env.get(Env.MAX_PAYLOAD_IN_MB)
+    max_payload = (
+        _int(env, Env.MAX_PAYLOAD_IN_MB, 6) * 1024 * 1024 if max_payload_mb else MAX_PAYLOAD_BYTES
+    )
+    log_level = _int(env, Env.CONTAINER_LOG_LEVEL, 20)
+    return RuntimeConfig(
+        host=host or "127.0.0.1",
+        port=port if port is not None else _int(env, Env.BIND_TO_PORT, DEFAULT_PORT),
+        unix_socket=unix_socket,
+        model_url=model_url,
+        base_dir=base_dir,
+        program=env.get(Env.PROGRAM) or None,
+        submit_directory=env.get(Env.SUBMIT_DIRECTORY) or None,
+        multi_model=is_multi,
+        workers=worker_count,
+        timeout_s=_timeout(env),
+        default_accept=env.get(Env.DEFAULT_INVOCATIONS_ACCEPT) or DEFAULT_ACCEPT,
+        max_payload=max_payload,
+        cache_dir=Path(cache_dir) if cache_dir else _default_cache_dir(env),
+        log_level=log_level,
+        min_free_bytes=_int(env, "MOORAGE_MIN_FREE_MEMORY_MB", 256) * 1024 * 1024,
+        max_models=_int(env, "MOORAGE_MAX_LOADED_MODELS", 0),
+    )

@@ -1,0 +1,47 @@
+"""Turn a model location into what a worker loads: fetched, unpacked, requirements installed.
+
+Runs in the front (off its event loop), once per model, before any worker starts, so that
+workers only import and call ``model_fn``.
+"""
+
+from pathlib import Path
+
+from moorage.artifacts import install_requirements, materialize, resolve_code_dir
+from moorage.runtime.config import RuntimeConfig
+from moorage.runtime.worker import WorkerSpec
+
+
+def prepare(
+    url: str, config: RuntimeConfig, *, model_name: str | None = None
+) -> WorkerSpec:
+    model_dir = materialize(url, config.cache_dir / "models")
+    # Multi-model endpoints take each model's code from its own archive (the toolkits ignore
+    # SAGEMAKER_SUBMIT_DIRECTORY there).
+    submit_directory = None if config.multi_model else config.submit_directory
+    code_dir = resolve_code_dir(model_dir, submit_directory, config.cache_dir / "code")
+    extra_sys_path: tuple[str, ...] = ()
+    requirements = code_dir / "requirements.txt" if code_dir else None
+    if requirements is not None and requirements.is_file():
+        installed = install_requirements(requirements, config.cache_dir / "requirements")
+        extra_sys_path = (str(installed),)
+    return WorkerSpec(
+        model_dir=str(model_dir),
+        code_dir=str(code_dir) if code_dir else None,
+        program=config.program,
+        default_accept=config.default_accept,
+        model_name=model_name,
+        extra_sys_path=extra_sys_path,
+        log_level=config.log_level,
+    )
+
+
+def memory_available() -> int | None:
+    """Bytes the kernel could give to a new process without swapping (None off Linux)."""
+    try:
+        with Path("/proc/meminfo").open() as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

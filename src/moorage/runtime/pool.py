@@ -1,0 +1,304 @@
+"""WorkerPool: the worker processes serving one model, seen from the front.
+
+Requests go to an idle worker, or wait in a bounded FIFO queue. A worker that dies is
+replaced (with backoff if it keeps dying) and its in-flight request is answered with an error.
+A prediction slower than the timeout is answered 504 at once; the worker is left to finish
+(user code cannot be interrupted safely) and is killed and replaced only if it is still busy
+after a second timeout period.
+"""
+
+import asyncio
+import logging
+import signal
+import socket
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from moorage.errors import LoadError
+from moorage.http import Response
+from moorage.runtime import frames
+from moorage.runtime.worker import WorkerSpec
+
+log = logging.getLogger(__name__)
+
+_STOP_GRACE_S = 5.0
+_MAX_BACKOFF_S = 10.0
+
+
+class MemoryExhausted(LoadError):
+    """The model could not be loaded for lack of memory (the multi-model API answers 507)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: "asyncio.Future[Response]"
+    headers: dict[str, str]
+    model_name: str | None
+    body: bytes
+
+
+class _Link(asyncio.Protocol):
+    """The front's end of one worker's socket, and that worker's process."""
+
+    def __init__(self, pool: "WorkerPool", index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.process: asyncio.subprocess.Process | None = None
+        self.transport: asyncio.Transport | None = None
+        self.reader = frames.Reader(self._on_message)
+        self.is_ready = False
+        self.current: asyncio.Future[Response] | None = None
+        self.started = 0.0
+        self.is_abandoned = False
+        self.crashes = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def send(self, pending: _Pending) -> None:
+        assert self.transport is not None
+        self.current = pending.future
+        self.started = self.pool.loop.time()
+        self.transport.writelines(
+            frames.pack((pending.headers, pending.model_name), pending.body)
+        )
+
+    def _on_message(self, meta: Any, body: bytes) -> None:
+        if not self.is_ready:
+            self.pool.on_hello(self, meta)
+            return
+        status, content_type, extra = meta
+        future, self.current = self.current, None
+        if future is not None and not future.done():
+            headers = [("Content-Type", content_type)] if content_type else []
+            if extra:
+                headers.extend(extra)
+            future.set_result(Response(status, body, headers))
+        self.is_abandoned = False
+        self.pool.on_idle(self)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        size: int,
+        *,
+        timeout_s: float,
+        queue_size: int,
+    ) -> None:
+        self.spec = spec
+        self.size = size
+        self.timeout_s = timeout_s
+        self.queue_size = queue_size
+        self.loop = asyncio.get_running_loop()
+        self._links = [_Link(self, i) for i in range(size)]
+        self._idle: deque[_Link] = deque()
+        self._pending: deque[_Pending] = deque()
+        self._settled = asyncio.Event()
+        self._has_been_ready = False
+        self._is_stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        # Why loading failed, once every worker has failed to load.
+        self.failure: LoadError | None = None
+
+    @property
+    def ready_workers(self) -> int:
+        return sum(1 for link in self._links if link.is_ready)
+
+    @property
+    def pids(self) -> list[int]:
+        return [link.pid for link in self._links if link.pid is not None]
+
+    async def start(self) -> None:
+        """Start every worker; return once one is ready, raise LoadError if all failed."""
+        for link in self._links:
+            self._run(self._spawn(link))
+        self._sweep()
+        await self._settled.wait()
+        if self.failure is not None:
+            await self.stop()
+            raise self.failure
+
+    def submit(
+        self, headers: dict[str, str], body: bytes, model_name: str | None = None
+    ) -> "asyncio.Future[Response] | Response":
+        if self.failure is not None:
+            return Response.text(500, f"The model failed to load: {self.failure}")
+        if self._is_stopping:
+            return Response.text(503, "The model is being unloaded")
+        pending = _Pending(self.loop.create_future(), headers, model_name, body)
+        if self._idle:
+            self._idle.pop().send(pending)
+        elif len(self._pending) >= self.queue_size:
+            return Response.text(
+                503,
+                f"All {self.size} workers are busy and {len(self._pending)} requests are "
+                "queued; retry later or raise SAGEMAKER_MODEL_SERVER_WORKERS",
+            )
+        else:
+            self._pending.append(pending)
+        return pending.future
+
+    async def stop(self) -> None:
+        """Stop every worker: EOF first, then SIGTERM, then SIGKILL, a few seconds apart."""
+        self._is_stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        while self._pending:
+            pending = self._pending.popleft()
+            if not pending.future.done():
+                pending.future.set_result(Response.text(503, "The model is being unloaded"))
+        for link in self._links:
+            if link.transport is not None:
+                link.transport.close()
+        await asyncio.gather(*(self._reap(link) for link in self._links))
+        for task in list(self._tasks):
+            task.cancel()
+
+    # worker lifecycle
+
+    def _run(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _spawn(self, link: _Link, delay: float = 0.0) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        if self._is_stopping:
+            return
+        link.reader = frames.Reader(link._on_message)
+        link.is_ready = False
+        parent, child = socket.socketpair()
+        try:
+            link.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "moorage.runtime.worker",
+                self.spec.to_json(),
+                str(child.fileno()),
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        await self.loop.connect_accepted_socket(lambda: link, parent)
+        log.info("worker %d started (pid %d)", link.index, link.process.pid)
+        returncode = await link.process.wait()
+        self._on_exit(link, returncode)
+
+    def on_hello(self, link: _Link, meta: Any) -> None:
+        if meta[0] == "ready":
+            link.is_ready = True
+            self._has_been_ready = True
+            self._settled.set()
+            log.info("worker %d (pid %s) loaded the model", link.index, link.pid)
+            self.on_idle(link)
+            return
+        _, kind, message = meta
+        error_type = MemoryExhausted if kind == "memory" else LoadError
+        self._on_load_failure(error_type(message))
+
+    def _on_load_failure(self, error: LoadError) -> None:
+        # A model that never loaded is not retried in a loop: its failure is the answer.
+        if self._has_been_ready:
+            return
+        if self.failure is None:
+            self.failure = error
+            log.error("model failed to load: %s", error)
+        self._settled.set()
+
+    def on_idle(self, link: _Link) -> None:
+        while self._pending:
+            pending = self._pending.popleft()
+            if not pending.future.done():
+                link.send(pending)
+                return
+        self._idle.append(link)
+
+    def _on_exit(self, link: _Link, returncode: int) -> None:
+        was_ready = link.is_ready
+        link.is_ready = False
+        if link in self._idle:
+            self._idle.remove(link)
+        cause = _describe_exit(returncode)
+        future, link.current = link.current, None
+        if future is not None and not future.done():
+            future.set_result(
+                Response.text(500, f"The worker serving this request died: {cause}")
+            )
+        if self._is_stopping:
+            return
+        if not was_ready and not self._has_been_ready:
+            if self.failure is None:
+                self._on_load_failure(LoadError(f"worker exited before loading the model: {cause}"))
+            return
+        log.warning("worker %d (pid %s) %s; replacing it", link.index, link.pid, cause)
+        link.crashes += 1
+        delay = min(_MAX_BACKOFF_S, 0.25 * (2 ** (link.crashes - 1))) if link.crashes > 1 else 0
+        self._run(self._spawn(link, delay))
+
+    async def _reap(self, link: _Link) -> None:
+        process = link.process
+        if process is None or process.returncode is not None:
+            return
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                try:
+                    process.send_signal(sig)
+                except ProcessLookupError:
+                    return
+            try:
+                await asyncio.wait_for(asyncio.shield(process.wait()), _STOP_GRACE_S)
+                return
+            except TimeoutError:
+                continue
+
+    # timeouts
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for link in self._links:
+            if link.current is None:
+                continue
+            elapsed = now - link.started
+            if not link.is_abandoned and elapsed > self.timeout_s:
+                link.is_abandoned = True
+                if not link.current.done():
+                    link.current.set_result(
+                        Response.text(
+                            504,
+                            f"The prediction did not finish within {self.timeout_s:g} s "
+                            "(SAGEMAKER_MODEL_SERVER_TIMEOUT)",
+                        )
+                    )
+            elif link.is_abandoned and elapsed > 2 * self.timeout_s and link.process:
+                log.warning("worker %d (pid %s) is stuck; killing it", link.index, link.pid)
+                link.process.kill()
+        interval = min(1.0, self.timeout_s / 4)
+        self._sweeper = self.loop.call_later(interval, self._sweep)
+
+
+def _describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with code {returncode}"
