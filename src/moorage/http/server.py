@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
+from typing import cast
+
 import httptools
 
 from moorage.http.messages import Request, Response
@@ -105,8 +107,8 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         self._server.connections.add(self)
         self.deadline = self._server.loop.time() + self._server.limits.keep_alive_timeout
 

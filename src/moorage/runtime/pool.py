@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from moorage.errors import LoadError
 from moorage.http import Response
@@ -56,8 +56,8 @@ class _Link(asyncio.Protocol):
         self.crashes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)

@@ -1,0 +1,105 @@
+"""Start real instance processes (``python -m moorage.runtime``) and talk HTTP to them."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import urllib3
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@dataclass
+class Instance:
+    process: subprocess.Popen[str]
+    url: str
+    output: list[str] = field(default_factory=list)
+    http: urllib3.PoolManager = field(default_factory=lambda: urllib3.PoolManager(retries=False))
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers=None, **kw):
+        return self.http.request(
+            method, self.url + path, body=body, headers=headers or {}, timeout=30, **kw
+        )
+
+    def invoke(self, body: bytes, content_type: str | None = "application/json", **headers):
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        return self.request("POST", "/invocations", body, headers)
+
+    def ping_status(self) -> int:
+        return self.request("GET", "/ping").status
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        wait_until(lambda: self.ping_status() == 200, timeout)
+
+    def log_text(self) -> str:
+        return "".join(self.output)
+
+
+def _pump(stream, sink: list[str], ready: threading.Event, found: list[str]) -> None:
+    for line in stream:
+        sink.append(line)
+        if not ready.is_set() and "listening on" in line:
+            found.append(line.rsplit(" ", 1)[-1].strip())
+            ready.set()
+    ready.set()
+
+
+@contextmanager
+def running_instance(
+    path: str | Path | None,
+    tmp_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    wait_ready: bool = True,
+) -> Iterator[Instance]:
+    command = [sys.executable, "-m", "moorage.runtime"]
+    if path is not None:
+        command.append(str(path))
+    command += ["--port", "0", "--cache-dir", str(tmp_path / "cache"), *args]
+    full_env = {**os.environ, "SAGEMAKER_MODEL_SERVER_WORKERS": "1", **(env or {})}
+    process = subprocess.Popen(
+        command,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    ready, found = threading.Event(), []
+    pump = threading.Thread(target=_pump, args=(process.stdout, output, ready, found), daemon=True)
+    pump.start()
+    try:
+        if not ready.wait(30) or not found:
+            raise AssertionError("instance did not start:\n" + "".join(output))
+        instance = Instance(process, found[0], output)
+        if wait_ready:
+            instance.wait_ready()
+        yield instance
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        pump.join(5)
+        process.stdout.close()
