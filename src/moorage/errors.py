@@ -1,14 +1,14 @@
 """What can go wrong in moorage, as one tree. No HTTP here: each adapter maps classes to statuses.
 
-    MoorageError
-    ├── ValidationError          the caller's input is wrong
-    │   └── ArtifactError        model data cannot be fetched, or is unsafe or malformed
-    ├── NotFound                 the named resource does not exist
-    ├── Conflict                 in use, or in the wrong status
-    │   └── InvalidTransition    a state machine refused
-    ├── InstanceUnavailable      no healthy instance or worker, or it died mid-request
-    ├── LoadError                a model could not be loaded (install, import or model_fn)
-    └── ModelError               user code failed; carries the status and body it produced
+MoorageError
+├── ValidationError          the caller's input is wrong
+│   └── ArtifactError        model data cannot be fetched, or is unsafe or malformed
+├── NotFound                 the named resource does not exist
+├── Conflict                 in use, or in the wrong status
+│   └── InvalidTransition    a state machine refused
+├── InstanceUnavailable      no healthy instance or worker, or it died mid-request
+├── LoadError                a model could not be loaded (install, import or model_fn)
+└── ModelError               user code failed; carries the status and body it produced
 """
 
 

@@ -34,7 +34,9 @@ def test_default_handlers_answer_json(iris_instance):
 
 
 def test_default_handlers_answer_csv(iris_instance):
-    response = iris_instance.invoke(b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n", "text/csv", Accept="text/csv")
+    response = iris_instance.invoke(
+        b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n", "text/csv", Accept="text/csv"
+    )
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/csv"
     assert response.data.split() == [b"0", b"2"]
@@ -51,7 +53,9 @@ def test_default_handlers_answer_npy(iris_instance):
 
 
 def test_json_with_charset_is_json(iris_instance):
-    response = iris_instance.invoke(json.dumps(IRIS_ROWS).encode(), "application/json; charset=utf-8")
+    response = iris_instance.invoke(
+        json.dumps(IRIS_ROWS).encode(), "application/json; charset=utf-8"
+    )
     assert response.status == 200
     assert json.loads(response.data) == [0, 2]
 

@@ -11,6 +11,7 @@ returning a future (not a coroutine) lets a dispatcher answer without creating a
 """
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -19,7 +20,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-
 from typing import cast
 
 import httptools
@@ -329,7 +329,8 @@ class HttpServer:
         return str(address[0]), int(address[1])
 
     async def listen_unix(self, path: str) -> None:
-        if os.path.exists(path):
+        # A socket file left by a previous run would make the bind fail.
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         server = await self.loop.create_unix_server(lambda: _Connection(self), path, backlog=1024)
         self._add(server)

@@ -235,9 +235,7 @@ class Instance:
         log.info("unloaded model %s", name)
         return _json(200, {"status": f"Model {name} unloaded"})
 
-    def _invoke_model(
-        self, name: str, request: Request
-    ) -> "Response | asyncio.Future[Response]":
+    def _invoke_model(self, name: str, request: Request) -> "Response | asyncio.Future[Response]":
         model = self._models.get(name)
         if model is None or model.pool is None:
             return _error(404, "ModelNotFoundException", f"Model not found: {name}")

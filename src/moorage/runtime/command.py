@@ -1,4 +1,4 @@
-"""Command line of one instance, shared by ``moorage serve-model`` and ``python -m moorage.runtime``."""
+"""Command line of one instance: ``moorage serve-model`` and ``python -m moorage.runtime``."""
 
 import argparse
 import os
@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="serve the multi-model /models API (as SAGEMAKER_MULTI_MODEL=true)",
     )
-    parser.add_argument("--cache-dir", help="where archives are unpacked (default ~/.cache/moorage)")
+    parser.add_argument(
+        "--cache-dir", help="where archives are unpacked (default ~/.cache/moorage)"
+    )
 
 
 def example_model() -> str:

@@ -90,8 +90,8 @@ def load_config(
     # One worker per core, as MMS and gunicorn default; multi-model loads one per model, since
     # each worker holds its own copy of the model.
     default_workers = 1 if is_multi else (os.cpu_count() or 1)
-    worker_count = workers if workers is not None else _int(
-        env, Env.MODEL_SERVER_WORKERS, default_workers
+    worker_count = (
+        workers if workers is not None else _int(env, Env.MODEL_SERVER_WORKERS, default_workers)
     )
     if worker_count < 1:
         raise ValidationError(f"worker count must be at least 1, got {worker_count}")

@@ -11,9 +11,7 @@ from moorage.runtime.config import RuntimeConfig
 from moorage.runtime.worker import WorkerSpec
 
 
-def prepare(
-    url: str, config: RuntimeConfig, *, model_name: str | None = None
-) -> WorkerSpec:
+def prepare(url: str, config: RuntimeConfig, *, model_name: str | None = None) -> WorkerSpec:
     model_dir = materialize(url, config.cache_dir / "models")
     # Multi-model endpoints take each model's code from its own archive (the toolkits ignore
     # SAGEMAKER_SUBMIT_DIRECTORY there).

@@ -69,9 +69,7 @@ class _Link(asyncio.Protocol):
         assert self.transport is not None
         self.current = pending.future
         self.started = self.pool.loop.time()
-        self.transport.writelines(
-            frames.pack((pending.headers, pending.model_name), pending.body)
-        )
+        self.transport.writelines(frames.pack((pending.headers, pending.model_name), pending.body))
 
     def _on_message(self, meta: Any, body: bytes) -> None:
         if not self.is_ready:
@@ -240,9 +238,7 @@ class WorkerPool:
         cause = _describe_exit(returncode)
         future, link.current = link.current, None
         if future is not None and not future.done():
-            future.set_result(
-                Response.text(500, f"The worker serving this request died: {cause}")
-            )
+            future.set_result(Response.text(500, f"The worker serving this request died: {cause}"))
         if self._is_stopping:
             return
         if not was_ready and not self._has_been_ready:

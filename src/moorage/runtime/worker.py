@@ -15,6 +15,7 @@ import socket
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from moorage.errors import LoadError
 from moorage.runtime import _malloc, frames
@@ -68,7 +69,7 @@ def run(spec: WorkerSpec, fd: int) -> int:
         frames.send(sock, ("failed", kind, str(exc) or type(exc).__name__))
         return 3
     frames.send(sock, ("ready", os.getpid()))
-    stream = sock.makefile("rb", buffering=256 * 1024)
+    stream = cast(BinaryIO, sock.makefile("rb", buffering=256 * 1024))
     invoke = handler.invoke
     while True:
         message = frames.receive(stream)
@@ -76,9 +77,7 @@ def run(spec: WorkerSpec, fd: int) -> int:
             return 0
         (headers, model_name), body = message
         response = invoke(InferenceRequest(body, headers, model_name))
-        frames.send(
-            sock, (response.status, response.content_type, response.headers), response.body
-        )
+        frames.send(sock, (response.status, response.content_type, response.headers), response.body)
 
 
 def _is_memory(exc: BaseException) -> bool:
