@@ -1,0 +1,13 @@
+"""Model artifacts: fetch model data (path, file://, s3://), unpack it safely, cache it by digest.
+
+Owns the local model folder: where it comes from, that nothing in it escapes it, and that each
+archive, S3 listing or requirements file is unpacked or installed once per cache, even with
+concurrent workers. Must not import server-side packages or the runtime, import boto3 before S3
+is used, nor install anything into the running Python environment.
+"""
+
+from moorage.artifacts.codedir import resolve_code_dir
+from moorage.artifacts.fetch import materialize
+from moorage.artifacts.requirements import install_requirements
+
+__all__ = ["install_requirements", "materialize", "resolve_code_dir"]

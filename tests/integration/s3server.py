@@ -1,0 +1,50 @@
+"""A real S3-compatible server on loopback (moto's), for tests that fetch model data from S3.
+
+Import the fixture into a test module: ``from s3server import s3_endpoint``. The server runs in
+its own process, so the test process keeps no moto state, and binds port 0: it prints its
+address once listening, which is the only "ready" signal we wait for.
+"""
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+_SERVER = """
+import sys
+from moto.server import ThreadedMotoServer
+
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+host, port = server.get_host_and_port()
+print(f"http://{host}:{port}", flush=True)
+sys.stdin.read()  # serve until the test session closes our stdin
+server.stop()
+"""
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """Endpoint URL of a fresh S3 server for the session; credentials and region are up to you."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", _SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdin is not None
+    assert server.stdout is not None
+    try:
+        address = server.stdout.readline().strip()
+        if not address.startswith("http://"):
+            raise RuntimeError(f"moto server did not start (exit code {server.wait()})")
+        yield address
+    finally:
+        server.stdin.close()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server.stdout.close()
