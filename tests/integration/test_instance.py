@@ -147,11 +147,11 @@ def test_context_sees_headers_and_sets_custom_attributes(tmp_path):
 
 
 def test_model_fn_raising_reports_its_reason(tmp_path):
-    folder = model_dir("broken_model_fn", tmp_path / "m")
+    folder = model_dir("model_fn_raises", tmp_path / "m")
     with running_instance(folder, tmp_path, wait_ready=False) as instance:
         wait_until(lambda: instance.ping_status() == 500)
         reason = json.loads(instance.request("GET", "/ping").data)["reason"]
-        assert "ValueError: bad weights in model.joblib" in reason
+        assert "ValueError: bad weights" in reason
         response = instance.invoke(b"{}")
         assert response.status == 500
         assert b"bad weights" in response.data

@@ -18,7 +18,7 @@ def models(tmp_path_factory):
         "iris": iris,
         "iris-tar": pack(iris, root / "iris.tar.gz"),
         "echo": model_dir("echo_context", root / "echo"),
-        "broken": model_dir("broken_model_fn", root / "broken"),
+        "broken": model_dir("model_fn_raises", root / "broken"),
     }
 
 

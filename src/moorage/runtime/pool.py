@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 _STOP_GRACE_S = 5.0
 _MAX_BACKOFF_S = 10.0
+# Requests a busy worker may hold beyond the one it runs. One spare lets it start the next
+# request without waiting for the front to hear of the last one, which halves the process
+# switches per request under load; more would only queue behind slow predictions.
+_DEPTH = 2
 
 
 class MemoryExhausted(LoadError):
@@ -50,8 +54,11 @@ class _Link(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reader = frames.Reader(self._on_message)
         self.is_ready = False
-        self.current: asyncio.Future[Response] | None = None
-        self.started = 0.0
+        # Requests sent to the worker, oldest (the one it is running) first.
+        self.inflight: deque[asyncio.Future[Response]] = deque()
+        # When the worker began the oldest request in flight.
+        self.head_started = 0.0
+        # The oldest request was answered 504 while the worker still runs it.
         self.is_abandoned = False
         self.crashes = 0
 
@@ -67,8 +74,9 @@ class _Link(asyncio.Protocol):
 
     def send(self, pending: _Pending) -> None:
         assert self.transport is not None
-        self.current = pending.future
-        self.started = self.pool.loop.time()
+        if not self.inflight:
+            self.head_started = self.pool.loop.time()
+        self.inflight.append(pending.future)
         self.transport.writelines(frames.pack((pending.headers, pending.model_name), pending.body))
 
     def _on_message(self, meta: Any, body: bytes) -> None:
@@ -76,14 +84,21 @@ class _Link(asyncio.Protocol):
             self.pool.on_hello(self, meta)
             return
         status, content_type, extra = meta
-        future, self.current = self.current, None
-        if future is not None and not future.done():
+        future = self.inflight.popleft()
+        if not future.done():
             headers = [("Content-Type", content_type)] if content_type else []
             if extra:
                 headers.extend(extra)
             future.set_result(Response(status, body, headers))
         self.is_abandoned = False
-        self.pool.on_idle(self)
+        self.head_started = self.pool.loop.time()
+        self.pool.on_answer(self)
+
+    def fail_inflight(self, response: Response) -> None:
+        while self.inflight:
+            future = self.inflight.popleft()
+            if not future.done():
+                future.set_result(response)
 
     @property
     def pid(self) -> int | None:
@@ -105,7 +120,6 @@ class WorkerPool:
         self.queue_size = queue_size
         self.loop = asyncio.get_running_loop()
         self._links = [_Link(self, i) for i in range(size)]
-        self._idle: deque[_Link] = deque()
         self._pending: deque[_Pending] = deque()
         self._settled = asyncio.Event()
         self._has_been_ready = False
@@ -141,8 +155,9 @@ class WorkerPool:
         if self._is_stopping:
             return Response.text(503, "The model is being unloaded")
         pending = _Pending(self.loop.create_future(), headers, model_name, body)
-        if self._idle:
-            self._idle.pop().send(pending)
+        link = self._least_loaded()
+        if link is not None:
+            link.send(pending)
         elif len(self._pending) >= self.queue_size:
             return Response.text(
                 503,
@@ -168,6 +183,25 @@ class WorkerPool:
         await asyncio.gather(*(self._reap(link) for link in self._links))
         for task in list(self._tasks):
             task.cancel()
+
+    def _least_loaded(self) -> _Link | None:
+        """An idle worker, else the least busy one with room, else None (the request queues)."""
+        best: _Link | None = None
+        for link in self._links:
+            if not link.is_ready or link.is_abandoned:
+                continue
+            load = len(link.inflight)
+            if load == 0:
+                return link
+            if load < _DEPTH and (best is None or load < len(best.inflight)):
+                best = link
+        return best
+
+    def on_answer(self, link: _Link) -> None:
+        while self._pending and len(link.inflight) < _DEPTH and not link.is_abandoned:
+            pending = self._pending.popleft()
+            if not pending.future.done():
+                link.send(pending)
 
     # worker lifecycle
 
@@ -207,7 +241,7 @@ class WorkerPool:
             self._has_been_ready = True
             self._settled.set()
             log.info("worker %d (pid %s) loaded the model", link.index, link.pid)
-            self.on_idle(link)
+            self.on_answer(link)
             return
         _, kind, message = meta
         error_type = MemoryExhausted if kind == "memory" else LoadError
@@ -222,23 +256,12 @@ class WorkerPool:
             log.error("model failed to load: %s", error)
         self._settled.set()
 
-    def on_idle(self, link: _Link) -> None:
-        while self._pending:
-            pending = self._pending.popleft()
-            if not pending.future.done():
-                link.send(pending)
-                return
-        self._idle.append(link)
-
     def _on_exit(self, link: _Link, returncode: int) -> None:
         was_ready = link.is_ready
         link.is_ready = False
-        if link in self._idle:
-            self._idle.remove(link)
+        link.is_abandoned = False
         cause = _describe_exit(returncode)
-        future, link.current = link.current, None
-        if future is not None and not future.done():
-            future.set_result(Response.text(500, f"The worker serving this request died: {cause}"))
+        link.fail_inflight(Response.text(500, f"The worker serving this request died: {cause}"))
         if self._is_stopping:
             return
         if not was_ready and not self._has_been_ready:
@@ -271,13 +294,14 @@ class WorkerPool:
     def _sweep(self) -> None:
         now = self.loop.time()
         for link in self._links:
-            if link.current is None:
+            if not link.inflight:
                 continue
-            elapsed = now - link.started
+            elapsed = now - link.head_started
             if not link.is_abandoned and elapsed > self.timeout_s:
                 link.is_abandoned = True
-                if not link.current.done():
-                    link.current.set_result(
+                head = link.inflight[0]
+                if not head.done():
+                    head.set_result(
                         Response.text(
                             504,
                             f"The prediction did not finish within {self.timeout_s:g} s "
