@@ -9,7 +9,6 @@ import pytest
 from moorage.artifacts import materialize
 from moorage.errors import ArtifactError
 from tests.fixtures.builders import pack
-from tests.integration.s3server import s3_endpoint  # noqa: F401  (a fixture, used by name)
 
 BUCKET = "models"
 
@@ -17,7 +16,7 @@ BUCKET = "models"
 @pytest.fixture
 def s3(
     monkeypatch: pytest.MonkeyPatch,
-    s3_endpoint: str,  # noqa: F811  (the fixture imported above)
+    s3_endpoint: str,
     tmp_path: Path,
 ) -> Iterator[Any]:
     """A client for setting up objects; materialize finds the server through the env alone."""

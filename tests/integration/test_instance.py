@@ -231,3 +231,28 @@ def test_prediction_slower_than_timeout_gets_504_and_worker_recovers(slow_instan
 
 def test_unknown_route_is_404(iris_instance):
     assert iris_instance.request("GET", "/nope").status == 404
+
+
+def test_model_from_s3(iris, tmp_path, s3_endpoint):
+    import boto3
+
+    env = {
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket="instance-models")
+    s3.upload_file(
+        str(pack(iris, tmp_path / "model.tar.gz")), "instance-models", "iris/model.tar.gz"
+    )
+    url = "s3://instance-models/iris/model.tar.gz"
+    with running_instance(url, tmp_path, env=env) as instance:
+        assert json.loads(instance.invoke(json.dumps(IRIS_ROWS).encode()).data) == [0, 2]

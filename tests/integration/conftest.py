@@ -1,6 +1,6 @@
 """A real S3-compatible server on loopback (moto's), for tests that fetch model data from S3.
 
-Import the fixture into a test module: ``from s3server import s3_endpoint``. The server runs in
+Shared by the integration tests as the ``s3_endpoint`` fixture. The server runs in
 its own process, so the test process keeps no moto state, and binds port 0: it prints its
 address once listening, which is the only "ready" signal we wait for.
 """
