@@ -53,7 +53,10 @@ class VariantStatus(StrEnum):
 _E = EndpointStatus
 _ENDPOINT_NEXT: Final[Mapping[_E, frozenset[_E]]] = {
     _E.CREATING: frozenset({_E.IN_SERVICE, _E.FAILED, _E.DELETING}),
-    _E.IN_SERVICE: frozenset({_E.UPDATING, _E.SYSTEM_UPDATING, _E.OUT_OF_SERVICE, _E.DELETING}),
+    # Failed: a fleet that cannot be brought back after a server restart (moorage).
+    _E.IN_SERVICE: frozenset(
+        {_E.UPDATING, _E.SYSTEM_UPDATING, _E.OUT_OF_SERVICE, _E.DELETING, _E.FAILED}
+    ),
     # A failed update goes back to InService on the old config, with a FailureReason.
     _E.UPDATING: frozenset({_E.IN_SERVICE, _E.ROLLING_BACK, _E.FAILED, _E.DELETING}),
     _E.SYSTEM_UPDATING: frozenset({_E.IN_SERVICE, _E.DELETING}),

@@ -29,6 +29,9 @@ from moorage.http.messages import Request, Response
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], "Response | asyncio.Future[Response]"]
+# Renders the server's own error answers (limits, timeouts, malformed requests), so that an
+# adapter can give them its wire shape.
+ErrorRenderer = Callable[[int, str], Response]
 
 # Bodies above this are written separately from the head, to avoid copying them.
 _JOIN_LIMIT = 64 * 1024
@@ -136,9 +139,9 @@ class _Connection(asyncio.Protocol):
             rejection = self._rejection or Response.text(500, "Internal server error")
             self._fail(rejection)
         except httptools.HttpParserUpgrade:
-            self._fail(Response.text(400, "Protocol upgrades are not supported"))
+            self._fail(self._server.error(400, "Protocol upgrades are not supported"))
         except httptools.HttpParserError as exc:
-            self._fail(Response.text(400, f"Malformed HTTP request: {exc}"))
+            self._fail(self._server.error(400, f"Malformed HTTP request: {exc}"))
 
     def eof_received(self) -> bool | None:
         # A half-closed client may still read the answers to what it sent.
@@ -157,7 +160,7 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count_header_bytes(len(name) + len(value))
         if len(self._headers) >= self._server.limits.max_headers:
-            self._reject(Response.text(431, "Too many request headers"))
+            self._reject(self._server.error(431, "Too many request headers"))
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         previous = self._headers.get(key)
@@ -167,14 +170,14 @@ class _Connection(asyncio.Protocol):
         limit = self._server.limits.max_body
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            self._reject(_too_large(limit))
+            self._reject(self._server.error(413, _too_large(limit)))
         if self._headers.get("expect", "").lower() == "100-continue" and self.transport:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self._server.limits.max_body:
-            self._reject(_too_large(self._server.limits.max_body))
+            self._reject(self._server.error(413, _too_large(self._server.limits.max_body)))
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -197,7 +200,7 @@ class _Connection(asyncio.Protocol):
     def _count_header_bytes(self, n: int) -> None:
         self._header_bytes += n
         if self._header_bytes > self._server.limits.max_header_bytes:
-            self._reject(Response.text(431, "Request header fields too large"))
+            self._reject(self._server.error(431, "Request header fields too large"))
 
     def _reject(self, response: Response) -> None:
         self._rejection = response
@@ -277,7 +280,7 @@ class _Connection(asyncio.Protocol):
         if self.deadline > now or self.transport is None:
             return
         if self._header_bytes or self._body_size:
-            self._fail(Response.text(408, "Request not received in time"))
+            self._fail(self._server.error(408, "Request not received in time"))
         else:
             self._closing = True
             self.transport.close()
@@ -302,8 +305,8 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
 
-def _too_large(limit: int) -> Response:
-    return Response.text(413, f"Request body is larger than the limit of {limit} bytes")
+def _too_large(limit: int) -> str:
+    return f"Request body is larger than the limit of {limit} bytes"
 
 
 class HttpServer:
@@ -312,9 +315,12 @@ class HttpServer:
     Create it inside the running event loop, then call one of the ``listen_*`` methods.
     """
 
-    def __init__(self, handler: Handler, limits: Limits) -> None:
+    def __init__(
+        self, handler: Handler, limits: Limits, error: ErrorRenderer = Response.text
+    ) -> None:
         self.handler = handler
         self.limits = limits
+        self.error = error
         self.loop = asyncio.get_running_loop()
         self.connections: set[_Connection] = set()
         self._servers: list[asyncio.Server] = []

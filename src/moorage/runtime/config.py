@@ -40,6 +40,8 @@ class RuntimeConfig:
     # or when this many models are loaded already (0: no limit).
     min_free_bytes: int = 256 * 1024 * 1024
     max_models: int = 0
+    # Set by the moorage server: the instance stops when that process dies, even by SIGKILL.
+    parent_pid: int | None = None
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -117,4 +119,5 @@ def load_config(
         log_level=log_level,
         min_free_bytes=_int(env, "MOORAGE_MIN_FREE_MEMORY_MB", 256) * 1024 * 1024,
         max_models=_int(env, "MOORAGE_MAX_LOADED_MODELS", 0),
+        parent_pid=_int(env, "MOORAGE_PARENT_PID", 0) or None,
     )

@@ -1,7 +1,10 @@
 """Run one instance: the HTTP front, the worker pools, and a clean stop on SIGTERM/SIGINT."""
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
+import os
 import signal
 import sys
 
@@ -11,6 +14,20 @@ from moorage.runtime.app import Instance
 from moorage.runtime.config import RuntimeConfig
 
 log = logging.getLogger("moorage.runtime")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux for SIGTERM when the server that started us dies, so no instance outlives it."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError, TypeError):
+        return  # not Linux: the server stops its instances itself on a clean exit
+    if os.getppid() != parent_pid:
+        # It died before we could ask.
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def serve(config: RuntimeConfig) -> None:
@@ -33,6 +50,8 @@ async def serve(config: RuntimeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if config.parent_pid is not None:
+        _die_with_parent(config.parent_pid)
     await stop.wait()
     log.info("stopping")
     await server.close(grace=config.timeout_s)

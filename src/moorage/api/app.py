@@ -1,0 +1,60 @@
+"""The server's one HTTP handler: control plane, runtime, metrics and health on one port."""
+
+import asyncio
+from typing import Final
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from moorage.api.control_plane import ControlPlane
+from moorage.api.errors import control_error, runtime_error
+from moorage.api.runtime import RuntimeApi
+from moorage.http import Request, Response
+from moorage.metrics import EndpointMetrics
+
+_ENDPOINTS: Final = "/endpoints/"
+
+
+class ServerApp:
+    def __init__(
+        self, control_plane: ControlPlane, runtime: RuntimeApi, metrics: EndpointMetrics
+    ) -> None:
+        self._control_plane = control_plane
+        self._runtime = runtime
+        self._metrics = metrics
+
+    def handle(self, request: Request) -> "Response | asyncio.Future[Response]":
+        path = request.path
+        if path.startswith(_ENDPOINTS):
+            name, _, operation = path[len(_ENDPOINTS) :].partition("/")
+            if operation == "invocations" and request.method == "POST":
+                return self._runtime.invoke(request, _unquote(name))
+            return runtime_error(
+                404, "UnknownOperationException", f"moorage does not serve {request.method} {path}"
+            )
+        if path == "/" and "x-amz-target" in request.headers:
+            return asyncio.ensure_future(self._control_plane.handle(request))
+        if path == "/metrics":
+            return Response(
+                200,
+                generate_latest(self._metrics.registry),
+                [("Content-Type", CONTENT_TYPE_LATEST)],
+            )
+        if path in ("/ping", "/healthz"):
+            return Response.json(200, b'{"status": "Healthy"}')
+        return control_error(
+            404, "UnknownOperationException", f"No route for {request.method} {path}"
+        )
+
+    @staticmethod
+    def http_error(status: int, message: str) -> Response:
+        """The HTTP server's own refusals (oversize body, bad request) in SageMaker's shape."""
+        code = "RequestTimeout" if status == 408 else "ValidationError"
+        return runtime_error(status, code, message)
+
+
+def _unquote(name: str) -> str:
+    if "%" not in name:
+        return name
+    from urllib.parse import unquote
+
+    return unquote(name)

@@ -1,0 +1,20 @@
+"""``moorage server``."""
+
+import argparse
+import sys
+
+from moorage.config import load_server_config
+from moorage.errors import ValidationError
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from moorage import server
+
+    try:
+        config = load_server_config(host=args.host, port=args.port, data_dir=args.data_dir)
+        server.check_binding(config.host)
+    except ValidationError as exc:
+        print(f"moorage: {exc}", file=sys.stderr)
+        return 2
+    server.run(config, demo=args.demo)
+    return 0

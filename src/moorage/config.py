@@ -1,0 +1,81 @@
+"""Server configuration: frozen, built once in ``cli/`` (flag > ``MOORAGE_*`` > default)."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from moorage.errors import ValidationError
+
+# SageMaker ARNs need a 12-digit account; moorage has none, so it uses a fixed fake one.
+DEFAULT_ACCOUNT = "000000000000"
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str
+    port: int
+    data_dir: Path
+    region: str = DEFAULT_REGION
+    account: str = DEFAULT_ACCOUNT
+    # InvokeEndpoint's limits (spec/LIMITS.md §1).
+    invocation_timeout_s: float = 60.0
+    max_payload: int = 6 * 1024 * 1024
+    # Seconds an instance gets to pass /ping when the variant does not say.
+    startup_timeout_s: float = 240.0
+    # SIGTERM, then SIGKILL this many seconds later (spec/CONTAINER.md §1).
+    stop_grace_s: float = 30.0
+
+    @property
+    def store_url(self) -> str:
+        return f"sqlite:///{self.data_dir / 'moorage.db'}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def instances_dir(self) -> Path:
+        return self.data_dir / "instances"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValidationError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ValidationError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def load_server_config(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    data_dir: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ServerConfig:
+    env = os.environ if env is None else env
+    directory = data_dir or env.get("MOORAGE_DATA_DIR") or str(Path.home() / ".moorage")
+    account = env.get("MOORAGE_ACCOUNT", DEFAULT_ACCOUNT)
+    if not (account.isdigit() and len(account) == 12):
+        raise ValidationError(f"MOORAGE_ACCOUNT={account!r} must be 12 digits")
+    return ServerConfig(
+        host=host or env.get("MOORAGE_HOST") or "127.0.0.1",
+        port=port if port is not None else int(env.get("MOORAGE_PORT") or 8080),
+        data_dir=Path(directory).absolute(),
+        region=env.get("MOORAGE_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
+        account=account,
+        invocation_timeout_s=_number(env, "MOORAGE_INVOCATION_TIMEOUT", 60.0),
+        startup_timeout_s=_number(env, "MOORAGE_STARTUP_TIMEOUT", 240.0),
+        stop_grace_s=_number(env, "MOORAGE_STOP_GRACE", 30.0),
+    )

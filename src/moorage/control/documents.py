@@ -1,0 +1,83 @@
+"""Stored documents → domain records.
+
+The store keeps each resource's create request as received (SageMaker's Describe* operations
+echo it back), so this is the one place below ``api/`` that reads wire keys: it turns a
+document into the typed record the reconciler acts on.
+"""
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from moorage.domain import (
+    ContainerDefinition,
+    ContainerMode,
+    EndpointConfig,
+    Model,
+    ModelCacheSetting,
+    ProductionVariant,
+    RoutingStrategy,
+    ServerlessConfig,
+)
+
+Document = Mapping[str, Any]
+
+
+def container(document: Document) -> ContainerDefinition:
+    source = document.get("ModelDataSource", {}).get("S3DataSource", {})
+    return ContainerDefinition(
+        image=document.get("Image"),
+        model_data_url=document.get("ModelDataUrl") or source.get("S3Uri"),
+        environment=dict(document.get("Environment", {})),
+        mode=ContainerMode(document.get("Mode", ContainerMode.SINGLE_MODEL)),
+        model_cache_setting=ModelCacheSetting(
+            document.get("MultiModelConfig", {}).get("ModelCacheSetting", "Enabled")
+        ),
+        container_hostname=document.get("ContainerHostname"),
+    )
+
+
+def model(name: str, arn: str, created: datetime, document: Document) -> Model:
+    primary = document.get("PrimaryContainer")
+    return Model(
+        name=name,
+        arn=arn,
+        creation_time=created,
+        primary_container=container(primary) if primary is not None else None,
+        containers=tuple(container(c) for c in document.get("Containers", ())),
+        execution_role_arn=document.get("ExecutionRoleArn"),
+        enable_network_isolation=bool(document.get("EnableNetworkIsolation", False)),
+    )
+
+
+def variant(document: Document) -> ProductionVariant:
+    serverless = document.get("ServerlessConfig")
+    routing = document.get("RoutingConfig", {}).get("RoutingStrategy")
+    return ProductionVariant(
+        variant_name=document["VariantName"],
+        model_name=document["ModelName"],
+        instance_type=document.get("InstanceType"),
+        initial_instance_count=document.get("InitialInstanceCount"),
+        initial_variant_weight=float(document.get("InitialVariantWeight", 1.0)),
+        serverless_config=ServerlessConfig(
+            memory_size_in_mb=serverless["MemorySizeInMB"],
+            max_concurrency=serverless["MaxConcurrency"],
+            provisioned_concurrency=serverless.get("ProvisionedConcurrency"),
+        )
+        if serverless is not None
+        else None,
+        model_data_download_timeout_in_seconds=document.get("ModelDataDownloadTimeoutInSeconds"),
+        container_startup_health_check_timeout_in_seconds=document.get(
+            "ContainerStartupHealthCheckTimeoutInSeconds"
+        ),
+        routing_strategy=RoutingStrategy(routing) if routing else None,
+    )
+
+
+def endpoint_config(name: str, arn: str, created: datetime, document: Document) -> EndpointConfig:
+    return EndpointConfig(
+        name=name,
+        arn=arn,
+        creation_time=created,
+        production_variants=tuple(variant(v) for v in document.get("ProductionVariants", ())),
+    )

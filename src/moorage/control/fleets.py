@@ -1,0 +1,253 @@
+"""Running fleets: the instances of an endpoint config's variants, started, health-checked,
+routed and stopped together.
+
+A fleet is built whole or not at all: every instance must pass ``/ping`` within its startup
+window, else everything started is stopped and the failure says why, in SageMaker's words where
+SageMaker has some (the last line of ``model_fn``'s traceback comes from the runtime's ping).
+"""
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from moorage.config import ServerConfig
+from moorage.domain import Model, ProductionVariant
+from moorage.errors import InstanceUnavailable, MoorageError
+from moorage.fleet import Instance, InstanceSpec, LocalProcessFleet
+from moorage.http.client import ConnectionPool
+from moorage.metrics import EndpointMetrics
+from moorage.routing import FleetRoute, InstanceRoute, VariantRoute
+
+log = logging.getLogger(__name__)
+
+_PING_INTERVAL_S = 0.1
+_PING_TIMEOUT_S = 2.0
+_DRAIN_POLL_S = 0.05
+
+
+class FleetFailed(MoorageError):
+    """A fleet could not be brought up; the message is the endpoint's FailureReason."""
+
+
+@dataclass(eq=False)
+class RunningInstance:
+    instance: Instance
+    route: InstanceRoute
+    watcher: "asyncio.Task[None] | None" = None
+    is_stopping: bool = False
+
+
+@dataclass(eq=False)
+class RunningVariant:
+    variant: ProductionVariant
+    model: Model
+    desired_count: int
+    route: VariantRoute
+    instances: list[RunningInstance] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class RunningFleet:
+    endpoint: str
+    config_name: str
+    variants: dict[str, RunningVariant]
+    route: FleetRoute
+
+
+def _pool_for(instance: Instance) -> ConnectionPool:
+    if instance.unix_socket is not None:
+        return ConnectionPool(unix_path=instance.unix_socket)
+    assert instance.port is not None
+    return ConnectionPool(host="127.0.0.1", port=instance.port)
+
+
+class FleetBuilder:
+    """Starts and stops fleets; calls ``on_instance_exit`` when an instance dies on its own."""
+
+    def __init__(
+        self,
+        fleet: LocalProcessFleet,
+        metrics: EndpointMetrics,
+        config: ServerConfig,
+        on_instance_exit: Callable[[str], None],
+    ) -> None:
+        self._fleet = fleet
+        self._metrics = metrics
+        self._config = config
+        self._on_instance_exit = on_instance_exit
+
+    def log_stream_arn(self, endpoint: str, variant: str, instance_id: str) -> str:
+        c = self._config
+        return (
+            f"arn:aws:logs:{c.region}:{c.account}:log-group:/aws/sagemaker/Endpoints/"
+            f"{endpoint}:log-stream:{variant}/{instance_id}"
+        )
+
+    async def build(
+        self,
+        endpoint: str,
+        config_name: str,
+        variants: list[tuple[ProductionVariant, Model, float, int]],
+    ) -> RunningFleet:
+        """Start (variant, model, weight, count) fleets; raise FleetFailed if any instance fails."""
+        running: dict[str, RunningVariant] = {}
+        for variant, model, weight, count in variants:
+            route = VariantRoute(
+                variant.variant_name,
+                weight,
+                self._metrics.for_variant(endpoint, variant.variant_name),
+            )
+            running[variant.variant_name] = RunningVariant(variant, model, count, route)
+        fleet = RunningFleet(
+            endpoint,
+            config_name,
+            running,
+            FleetRoute(config_name, {name: v.route for name, v in running.items()}),
+        )
+        starts = [
+            self.add_instance(fleet, v) for v in running.values() for _ in range(v.desired_count)
+        ]
+        results = await asyncio.gather(*starts, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            await self.stop(fleet)
+            first = failures[0]
+            if isinstance(first, FleetFailed):
+                raise first
+            raise FleetFailed(f"Starting instances failed: {first}") from first
+        return fleet
+
+    async def add_instance(self, fleet: RunningFleet, variant: RunningVariant) -> RunningInstance:
+        """Start one instance, wait for it to pass /ping, then put it in the variant's route."""
+        container = variant.model.pipeline[0]
+        instance_id = uuid.uuid4().hex[:12]
+        spec = InstanceSpec(
+            endpoint=fleet.endpoint,
+            variant=variant.variant.variant_name,
+            instance_id=instance_id,
+            image=container.image,
+            model_data_url=container.model_data_url,
+            environment=dict(container.environment),
+            is_multi_model=container.is_multi_model,
+        )
+        instance = await self._fleet.start(spec)
+        pool = _pool_for(instance)
+        timeout = float(
+            variant.variant.container_startup_health_check_timeout_in_seconds
+            or self._config.startup_timeout_s
+        )
+        try:
+            await self._wait_healthy(instance, pool, timeout)
+        except BaseException:
+            await pool.close()
+            await self._fleet.stop(instance, grace=2.0)
+            raise
+        arn = self.log_stream_arn(fleet.endpoint, spec.variant, instance_id)
+        running = RunningInstance(instance, InstanceRoute(instance_id, pool, arn))
+        variant.instances.append(running)
+        variant.route.instances.append(running.route)
+        running.watcher = asyncio.create_task(self._watch(fleet, variant, running))
+        return running
+
+    async def _wait_healthy(self, instance: Instance, pool: ConnectionPool, within: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        variant = instance.spec.variant
+        while True:
+            if not instance.is_running:
+                raise FleetFailed(
+                    f"The primary container for production variant {variant} exited with code "
+                    f"{instance.process.returncode} before passing the ping health check: "
+                    f"{_last_line(instance)}"
+                )
+            try:
+                answer = await pool.request("GET", "/ping", [], b"", timeout=_PING_TIMEOUT_S)
+            except InstanceUnavailable:
+                answer = None
+            if answer is not None:
+                if answer.status == 200:
+                    return
+                reason = _ping_reason(answer.body)
+                if reason is not None:
+                    raise FleetFailed(
+                        f"The primary container for production variant {variant} cannot serve "
+                        f"the model: {reason}"
+                    )
+            if loop.time() > deadline:
+                raise FleetFailed(
+                    f"The primary container for production variant {variant} did not pass the "
+                    f"ping health check within {within:g} s. Please check the logs of this "
+                    "endpoint (moorage logs)."
+                )
+            await asyncio.sleep(_PING_INTERVAL_S)
+
+    async def _watch(
+        self, fleet: RunningFleet, variant: RunningVariant, running: RunningInstance
+    ) -> None:
+        code = await running.instance.process.wait()
+        if running.is_stopping:
+            return
+        log.warning(
+            "instance %s of %s/%s exited with code %s; replacing it",
+            running.route.instance_id,
+            fleet.endpoint,
+            variant.variant.variant_name,
+            code,
+        )
+        self._detach(variant, running)
+        await running.route.pool.close()
+        self._on_instance_exit(fleet.endpoint)
+
+    def _detach(self, variant: RunningVariant, running: RunningInstance) -> None:
+        if running in variant.instances:
+            variant.instances.remove(running)
+        if running.route in variant.route.instances:
+            variant.route.instances.remove(running.route)
+
+    async def remove_instance(self, variant: RunningVariant, running: RunningInstance) -> None:
+        """Take an instance out of the route, let its requests finish, then stop it."""
+        running.is_stopping = True
+        self._detach(variant, running)
+        await _drain(running.route, self._config.invocation_timeout_s)
+        await running.route.pool.close()
+        await self._fleet.stop(running.instance)
+
+    async def stop(self, fleet: RunningFleet) -> None:
+        await asyncio.gather(
+            *(
+                self.remove_instance(variant, running)
+                for variant in fleet.variants.values()
+                for running in list(variant.instances)
+            )
+        )
+
+
+async def _drain(route: InstanceRoute, within: float) -> None:
+    """Wait until the instance's requests in flight are answered, for at most ``within`` s."""
+    for _ in range(int(within / _DRAIN_POLL_S) + 1):
+        if route.outstanding <= 0:
+            return
+        await asyncio.sleep(_DRAIN_POLL_S)
+
+
+def _ping_reason(body: bytes) -> str | None:
+    """The runtime's ping answers why it cannot serve; other servers say nothing we can use."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(payload, dict) and payload.get("status") == "Unhealthy":
+        reason = payload.get("reason")
+        return str(reason) if reason else None
+    return None
+
+
+def _last_line(instance: Instance) -> str:
+    try:
+        lines = instance.log_path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no output"
+    return lines[-1] if lines else "no output"

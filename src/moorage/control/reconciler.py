@@ -1,0 +1,315 @@
+"""The reconciler: brings running fleets to what the store says endpoints should be.
+
+Level-triggered: each pass reads every endpoint and starts at most one operation per endpoint
+(create, restore after a restart, heal a dead instance, blue/green update, rescale, delete) as
+its own task, so a slow endpoint never holds up the others. API writes wake it; a timer runs it
+anyway. Outcomes are recorded through the store's compare-and-set on the endpoint's status.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from moorage.config import ServerConfig
+from moorage.control import documents
+from moorage.control.fleets import FleetBuilder, FleetFailed, RunningFleet
+from moorage.control.rollout import traffic_steps
+from moorage.domain import EndpointStatus, Model, ProductionVariant
+from moorage.errors import MoorageError
+from moorage.fleet import LocalProcessFleet
+from moorage.metrics import EndpointMetrics
+from moorage.routing import EndpointRoute, RoutingTable
+from moorage.store import EndpointRecord, Store
+
+log = logging.getLogger(__name__)
+
+S = EndpointStatus
+_PERIOD_S = 1.0
+_HEAL_BACKOFF_S = 2.0
+
+
+def _key(name: str) -> str:
+    return name.lower()
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: Store,
+        fleet: LocalProcessFleet,
+        table: RoutingTable,
+        metrics: EndpointMetrics,
+        config: ServerConfig,
+    ) -> None:
+        self._store = store
+        self._table = table
+        self._metrics = metrics
+        self._config = config
+        self._builder = FleetBuilder(fleet, metrics, config, lambda _: self.wake())
+        self._fleets: dict[str, RunningFleet] = {}
+        self._operations: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._heal_after: dict[str, float] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def fleet(self, endpoint: str) -> RunningFleet | None:
+        """The fleet serving ``endpoint`` now (for DescribeEndpoint's current values)."""
+        return self._fleets.get(_key(endpoint))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.reconcile_once()
+            except Exception:
+                log.exception("reconcile pass failed; retrying")
+            try:
+                await asyncio.wait_for(self._wake.wait(), _PERIOD_S)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def reconcile_once(self) -> None:
+        records = await asyncio.to_thread(self._store.endpoints.all)
+        for record in records:
+            key = _key(record.name)
+            if key in self._operations:
+                continue
+            operation = self._plan(record)
+            if operation is not None:
+                self._start(key, operation)
+
+    def _start(self, key: str, operation: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(operation)
+        self._operations[key] = task
+
+        def done(finished: "asyncio.Task[None]") -> None:
+            self._operations.pop(key, None)
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error("operation on endpoint %s failed", key, exc_info=finished.exception())
+            self.wake()
+
+        task.add_done_callback(done)
+
+    def _plan(self, record: EndpointRecord) -> Awaitable[None] | None:
+        key = _key(record.name)
+        status = record.status
+        if status is S.CREATING:
+            return self._create(record)
+        if status is S.DELETING:
+            return self._delete(record)
+        if status is S.FAILED:
+            return self._stop_fleet(key) if key in self._fleets else None
+        if status is S.IN_SERVICE:
+            if key not in self._fleets:
+                return self._restore(record)
+            if self._needs_healing(key):
+                return self._heal(record)
+            return None
+        if status is S.UPDATING:
+            if key not in self._fleets:
+                return self._restore(record)
+            if record.pending_config_name:
+                return self._update(record)
+            return self._rescale(record)
+        return None
+
+    # building blocks
+
+    async def _variants(
+        self, config_name: str, desired: dict[str, Any]
+    ) -> list[tuple[ProductionVariant, Model, float, int]]:
+        config_record = await asyncio.to_thread(self._store.endpoint_configs.get, config_name)
+        if config_record is None:
+            raise FleetFailed(f'Could not find endpoint configuration "{config_name}".')
+        config = documents.endpoint_config(
+            config_record.name,
+            config_record.arn,
+            config_record.creation_time,
+            config_record.document,
+        )
+        result = []
+        for variant in config.production_variants:
+            model_record = await asyncio.to_thread(self._store.models.get, variant.model_name)
+            if model_record is None:
+                raise FleetFailed(f'Could not find model "{variant.model_name}".')
+            model = documents.model(
+                model_record.name, model_record.arn, model_record.creation_time,
+                model_record.document,
+            )  # fmt: skip
+            wanted = desired.get(variant.variant_name, {})
+            weight = float(wanted.get("DesiredWeight", variant.initial_variant_weight))
+            count = int(wanted.get("DesiredInstanceCount", variant.initial_instance_count or 1))
+            result.append((variant, model, weight, count))
+        return result
+
+    async def _build(
+        self, record: EndpointRecord, config_name: str, desired: dict[str, Any]
+    ) -> RunningFleet:
+        variants = await self._variants(config_name, desired)
+        return await self._builder.build(record.name, config_name, variants)
+
+    def _install(self, record: EndpointRecord, fleet: RunningFleet) -> None:
+        self._fleets[_key(record.name)] = fleet
+        is_multi = any(v.model.pipeline[0].is_multi_model for v in fleet.variants.values())
+        self._table.set(EndpointRoute(record.name, fleet.route, is_multi_model=is_multi))
+
+    async def _stop_fleet(self, key: str) -> None:
+        fleet = self._fleets.pop(key, None)
+        self._table.remove(key)
+        if fleet is not None:
+            await self._builder.stop(fleet)
+
+    # operations
+
+    async def _create(self, record: EndpointRecord) -> None:
+        try:
+            fleet = await self._build(record, record.endpoint_config_name, _desired(record))
+        except MoorageError as exc:
+            log.error("endpoint %s failed: %s", record.name, exc)
+            await self._set_status(record, S.CREATING, S.FAILED, failure_reason=str(exc))
+            return
+        self._install(record, fleet)
+        if not await self._set_status(record, S.CREATING, S.IN_SERVICE):
+            await self._stop_fleet(_key(record.name))
+
+    async def _restore(self, record: EndpointRecord) -> None:
+        """After a restart: bring back the fleet of an endpoint that was serving."""
+        try:
+            fleet = await self._build(record, record.endpoint_config_name, _desired(record))
+        except MoorageError as exc:
+            log.error("endpoint %s could not be restored: %s", record.name, exc)
+            await self._set_status(record, record.status, S.FAILED, failure_reason=str(exc))
+            return
+        self._install(record, fleet)
+
+    def _needs_healing(self, key: str) -> bool:
+        fleet = self._fleets[key]
+        loop = asyncio.get_running_loop()
+        if self._heal_after.get(key, 0.0) > loop.time():
+            return False
+        return any(len(v.instances) < v.desired_count for v in fleet.variants.values())
+
+    async def _heal(self, record: EndpointRecord) -> None:
+        fleet = self._fleets[_key(record.name)]
+        for variant in fleet.variants.values():
+            while len(variant.instances) < variant.desired_count:
+                try:
+                    await self._builder.add_instance(fleet, variant)
+                except MoorageError as exc:
+                    log.error("replacing an instance of %s failed: %s", record.name, exc)
+                    loop = asyncio.get_running_loop()
+                    self._heal_after[_key(record.name)] = loop.time() + _HEAL_BACKOFF_S
+                    return
+
+    async def _rescale(self, record: EndpointRecord) -> None:
+        """UpdateEndpointWeightsAndCapacities: new weights at once, then instance counts."""
+        fleet = self._fleets[_key(record.name)]
+        desired = _desired(record)
+        try:
+            for name, variant in fleet.variants.items():
+                wanted = desired.get(name, {})
+                if "DesiredWeight" in wanted:
+                    variant.route.weight = float(wanted["DesiredWeight"])
+                if "DesiredInstanceCount" in wanted:
+                    variant.desired_count = int(wanted["DesiredInstanceCount"])
+                while len(variant.instances) < variant.desired_count:
+                    await self._builder.add_instance(fleet, variant)
+                while len(variant.instances) > variant.desired_count:
+                    await self._builder.remove_instance(variant, variant.instances[-1])
+        except MoorageError as exc:
+            await self._set_status(record, S.UPDATING, S.IN_SERVICE, failure_reason=str(exc))
+            return
+        await self._set_status(record, S.UPDATING, S.IN_SERVICE, failure_reason=None)
+
+    async def _update(self, record: EndpointRecord) -> None:
+        """UpdateEndpoint, blue/green: the new fleet is healthy before any traffic moves."""
+        key = _key(record.name)
+        blue = self._fleets[key]
+        assert record.pending_config_name is not None
+        pending = record.document.get("Pending", {})
+        settled = {k: v for k, v in record.document.items() if k != "Pending"}
+        try:
+            green = await self._build(
+                record, record.pending_config_name, pending.get("Variants", {})
+            )
+        except MoorageError as exc:
+            log.error("update of %s failed; keeping the current fleet: %s", record.name, exc)
+            await self._set_status(
+                record,
+                S.UPDATING,
+                S.IN_SERVICE,
+                failure_reason=f"Update to {record.pending_config_name} failed: {exc}",
+                pending_config_name=None,
+                document=settled,
+            )
+            return
+        route = self._table.get(record.name)
+        assert route is not None
+        route.next = green.route
+        deployment = pending.get("DeploymentConfig")
+        for share, wait_s in traffic_steps(deployment, _instance_count(green)):
+            route.next_share = share
+            if wait_s:
+                await asyncio.sleep(wait_s)
+        self._install(record, green)
+        moved = await self._set_status(
+            record,
+            S.UPDATING,
+            S.IN_SERVICE,
+            failure_reason=None,
+            endpoint_config_name=record.pending_config_name,
+            pending_config_name=None,
+            document={
+                **settled,
+                "Variants": pending.get("Variants", {}),
+                "DeploymentConfig": deployment,
+            },
+        )
+        termination_wait = _termination_wait(deployment)
+        if termination_wait:
+            await asyncio.sleep(termination_wait)
+        await self._builder.stop(blue)
+        if not moved:
+            self.wake()
+
+    async def _delete(self, record: EndpointRecord) -> None:
+        key = _key(record.name)
+        fleet = self._fleets.get(key)
+        await self._stop_fleet(key)
+        if fleet is not None:
+            for name in fleet.variants:
+                self._metrics.forget(record.name, name)
+        await asyncio.to_thread(self._store.endpoints.delete, record.name)
+
+    async def _set_status(
+        self, record: EndpointRecord, expected: S, new: S, **changes: Any
+    ) -> bool:
+        return await asyncio.to_thread(
+            self._store.endpoints.set_status, record.name, expected, new, **changes
+        )
+
+    async def stop(self) -> None:
+        """Stop every operation and every fleet (server shutdown)."""
+        for task in list(self._operations.values()):
+            task.cancel()
+        await asyncio.gather(*self._operations.values(), return_exceptions=True)
+        await asyncio.gather(
+            *(self._builder.stop(f) for f in self._fleets.values()), return_exceptions=True
+        )
+        self._fleets.clear()
+
+
+def _desired(record: EndpointRecord) -> dict[str, Any]:
+    return dict(record.document.get("Variants", {}))
+
+
+def _instance_count(fleet: RunningFleet) -> int:
+    return sum(v.desired_count for v in fleet.variants.values())
+
+
+def _termination_wait(deployment_config: dict[str, Any] | None) -> float:
+    policy = (deployment_config or {}).get("BlueGreenUpdatePolicy", {})
+    return float(policy.get("TerminationWaitInSeconds", 0))

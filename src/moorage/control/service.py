@@ -1,0 +1,303 @@
+"""Use cases of the control plane: validate, write desired state, wake the reconciler.
+
+Synchronous (the API runs them off the event loop); every call returns at once, as SageMaker's
+do: an endpoint is ``Creating``, ``Updating`` or ``Deleting`` until the reconciler is done.
+Inputs are wire documents already checked against botocore's model by ``api``; this layer adds
+the rules that span resources (a config's models exist, an endpoint is in a status that allows
+the change) and those moorage itself imposes (which images can run here).
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from moorage.config import ServerConfig
+from moorage.control import documents
+from moorage.control.fleets import RunningFleet
+from moorage.domain import ENDPOINT_TRANSITIONAL, EndpointStatus, ResourceKind, arn, parse_arn
+from moorage.errors import NotFound, ValidationError
+from moorage.fleet import classify_image
+from moorage.store import (
+    EndpointConfigRecord,
+    EndpointRecord,
+    ListQuery,
+    ModelRecord,
+    Page,
+    Store,
+)
+
+S = EndpointStatus
+Document = Mapping[str, Any]
+
+
+class FleetView(Protocol):
+    def fleet(self, endpoint: str) -> RunningFleet | None: ...
+
+
+@dataclass(frozen=True)
+class EndpointView:
+    """An endpoint as DescribeEndpoint shows it: the record, its configs, and what runs."""
+
+    record: EndpointRecord
+    config: EndpointConfigRecord | None
+    fleet: RunningFleet | None
+    images: dict[str, str]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ControlService:
+    def __init__(
+        self,
+        store: Store,
+        config: ServerConfig,
+        *,
+        wake: Callable[[], object],
+        fleets: FleetView,
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._wake = wake
+        self._fleets = fleets
+
+    def arn(self, kind: ResourceKind, name: str) -> str:
+        return arn(kind, name, region=self._config.region, account=self._config.account)
+
+    # models
+
+    def create_model(self, document: Document, tags: list[dict[str, str]]) -> ModelRecord:
+        name = document["ModelName"]
+        model_arn = self.arn(ResourceKind.MODEL, name)
+        model = documents.model(name, model_arn, _now(), document)
+        if model.containers:
+            raise ValidationError(
+                "Inference pipelines (Containers) are not supported by moorage yet; use "
+                "PrimaryContainer."
+            )
+        for container in model.pipeline:
+            classify_image(container.image)
+            if container.is_multi_model:
+                raise ValidationError(
+                    "Multi-model endpoints (Mode=MultiModel) are not supported by the moorage "
+                    "server yet; serve them with `moorage serve-model --multi-model`."
+                )
+        record = self._store.models.create(name, model_arn, document, model.creation_time)
+        self._tag(model_arn, tags)
+        return record
+
+    def model(self, name: str) -> ModelRecord:
+        record = self._store.models.get(name)
+        if record is None:
+            raise NotFound(f'Could not find model "{self.arn(ResourceKind.MODEL, name)}".')
+        return record
+
+    def list_models(self, query: ListQuery) -> Page[ModelRecord]:
+        return self._store.models.list(query)
+
+    def delete_model(self, name: str) -> None:
+        record = self.model(name)
+        self._store.models.delete(name)
+        self._store.tags.delete_all(record.arn)
+
+    # endpoint configs
+
+    def create_endpoint_config(
+        self, document: Document, tags: list[dict[str, str]]
+    ) -> EndpointConfigRecord:
+        name = document["EndpointConfigName"]
+        config_arn = self.arn(ResourceKind.ENDPOINT_CONFIG, name)
+        for unsupported in (
+            "AsyncInferenceConfig",
+            "DataCaptureConfig",
+            "ShadowProductionVariants",
+            "ExplainerConfig",
+        ):
+            if document.get(unsupported):
+                raise ValidationError(f"{unsupported} is not supported by moorage yet.")
+        config = documents.endpoint_config(name, config_arn, _now(), document)
+        for variant in config.production_variants:
+            if variant.is_serverless:
+                raise ValidationError(
+                    f"Variant '{variant.variant_name}': serverless variants are not supported "
+                    "by moorage yet; give InstanceType and InitialInstanceCount."
+                )
+            self.model(variant.model_name)
+        record = self._store.endpoint_configs.create(
+            name, config_arn, document, config.creation_time
+        )
+        self._tag(config_arn, tags)
+        return record
+
+    def endpoint_config(self, name: str) -> EndpointConfigRecord:
+        record = self._store.endpoint_configs.get(name)
+        if record is None:
+            config_arn = self.arn(ResourceKind.ENDPOINT_CONFIG, name)
+            raise NotFound(f'Could not find endpoint configuration "{config_arn}".')
+        return record
+
+    def list_endpoint_configs(self, query: ListQuery) -> Page[EndpointConfigRecord]:
+        return self._store.endpoint_configs.list(query)
+
+    def delete_endpoint_config(self, name: str) -> None:
+        record = self.endpoint_config(name)
+        self._store.endpoint_configs.delete(name)
+        self._store.tags.delete_all(record.arn)
+
+    # endpoints
+
+    def create_endpoint(self, document: Document, tags: list[dict[str, str]]) -> EndpointRecord:
+        name = document["EndpointName"]
+        config = self.endpoint_config(document["EndpointConfigName"])
+        endpoint_arn = self.arn(ResourceKind.ENDPOINT, name)
+        state: dict[str, Any] = {"Variants": _initial_variants(config)}
+        if document.get("DeploymentConfig"):
+            state["DeploymentConfig"] = document["DeploymentConfig"]
+        record = self._store.endpoints.create(
+            name,
+            endpoint_arn,
+            endpoint_config_name=config.name,
+            document=state,
+            creation_time=_now(),
+        )
+        self._tag(endpoint_arn, tags)
+        self._wake()
+        return record
+
+    def endpoint(self, name: str) -> EndpointRecord:
+        record = self._store.endpoints.get(name)
+        if record is None:
+            raise NotFound(f'Could not find endpoint "{self.arn(ResourceKind.ENDPOINT, name)}".')
+        return record
+
+    def describe_endpoint(self, name: str) -> EndpointView:
+        record = self.endpoint(name)
+        config = self._store.endpoint_configs.get(record.endpoint_config_name)
+        images: dict[str, str] = {}
+        if config is not None:
+            for variant in config.document.get("ProductionVariants", ()):
+                model = self._store.models.get(variant["ModelName"])
+                if model is not None:
+                    container = model.document.get("PrimaryContainer", {})
+                    images[variant["VariantName"]] = container.get("Image", "moorage")
+        return EndpointView(record, config, self._fleets.fleet(name), images)
+
+    def list_endpoints(self, query: ListQuery) -> Page[EndpointRecord]:
+        return self._store.endpoints.list(query)
+
+    def update_endpoint(self, params: Document) -> EndpointRecord:
+        record = self._serving(params["EndpointName"])
+        config = self.endpoint_config(params["EndpointConfigName"])
+        current = dict(record.document.get("Variants", {}))
+        variants = _initial_variants(config)
+        if params.get("RetainAllVariantProperties"):
+            excluded = {
+                p["VariantPropertyType"] for p in params.get("ExcludeRetainedVariantProperties", ())
+            }
+            for name, wanted in variants.items():
+                for prop in ("DesiredWeight", "DesiredInstanceCount"):
+                    if name in current and prop not in excluded and prop in current[name]:
+                        wanted[prop] = current[name][prop]
+        deployment = params.get("DeploymentConfig")
+        if deployment is None and params.get("RetainDeploymentConfig"):
+            deployment = record.document.get("DeploymentConfig")
+        state = dict(record.document)
+        state["Pending"] = {"Variants": variants, "DeploymentConfig": deployment}
+        if not self._store.endpoints.set_status(
+            record.name,
+            S.IN_SERVICE,
+            S.UPDATING,
+            pending_config_name=config.name,
+            document=state,
+        ):
+            raise self._in_progress(record.name)
+        self._wake()
+        return record
+
+    def update_weights_and_capacities(
+        self, name: str, desired: list[dict[str, Any]]
+    ) -> EndpointRecord:
+        record = self._serving(name)
+        variants = {n: dict(v) for n, v in record.document.get("Variants", {}).items()}
+        for change in desired:
+            variant = change["VariantName"]
+            if variant not in variants:
+                raise ValidationError(
+                    f"The variant {variant} does not exist on endpoint {record.name}."
+                )
+            for prop in ("DesiredWeight", "DesiredInstanceCount"):
+                if prop in change:
+                    variants[variant][prop] = change[prop]
+        state = {**record.document, "Variants": variants}
+        if not self._store.endpoints.set_status(
+            record.name, S.IN_SERVICE, S.UPDATING, document=state
+        ):
+            raise self._in_progress(record.name)
+        self._wake()
+        return record
+
+    def delete_endpoint(self, name: str) -> None:
+        record = self.endpoint(name)
+        if record.status is S.DELETING:
+            return
+        if not self._store.endpoints.set_status(
+            record.name, record.status, S.DELETING, failure_reason=record.failure_reason
+        ):
+            raise self._in_progress(record.name)
+        self._wake()
+
+    def _serving(self, name: str) -> EndpointRecord:
+        record = self.endpoint(name)
+        if record.status is not S.IN_SERVICE:
+            if record.status in ENDPOINT_TRANSITIONAL:
+                raise self._in_progress(record.name)
+            raise ValidationError(
+                f'Cannot update endpoint "{record.arn}" in status {record.status}; '
+                "it must be InService."
+            )
+        return record
+
+    def _in_progress(self, name: str) -> ValidationError:
+        endpoint_arn = self.arn(ResourceKind.ENDPOINT, name)
+        return ValidationError(f'Cannot update in-progress endpoint "{endpoint_arn}".')
+
+    # tags
+
+    def _tag(self, resource_arn: str, tags: list[dict[str, str]]) -> None:
+        if tags:
+            self._store.tags.add(resource_arn, {t["Key"]: t.get("Value", "") for t in tags})
+
+    def _check_resource(self, resource_arn: str) -> None:
+        parsed = parse_arn(resource_arn)
+        lookups: dict[ResourceKind, Callable[[str], object]] = {
+            ResourceKind.MODEL: self._store.models.get,
+            ResourceKind.ENDPOINT_CONFIG: self._store.endpoint_configs.get,
+            ResourceKind.ENDPOINT: self._store.endpoints.get,
+        }
+        lookup = lookups.get(parsed.kind) if parsed is not None else None
+        if parsed is None or lookup is None or lookup(parsed.name) is None:
+            raise NotFound(f'Could not find resource "{resource_arn}".')
+
+    def add_tags(self, resource_arn: str, tags: list[dict[str, str]]) -> None:
+        self._check_resource(resource_arn)
+        self._tag(resource_arn, tags)
+
+    def list_tags(self, resource_arn: str, next_token: str | None, max_results: int) -> Page[Any]:
+        self._check_resource(resource_arn)
+        return self._store.tags.list(resource_arn, next_token=next_token, max_results=max_results)
+
+    def delete_tags(self, resource_arn: str, keys: list[str]) -> None:
+        self._check_resource(resource_arn)
+        self._store.tags.delete(resource_arn, keys)
+
+
+def _initial_variants(config: EndpointConfigRecord) -> dict[str, dict[str, Any]]:
+    return {
+        v["VariantName"]: {
+            "DesiredWeight": float(v.get("InitialVariantWeight", 1.0)),
+            "DesiredInstanceCount": int(v.get("InitialInstanceCount", 1)),
+        }
+        for v in config.document.get("ProductionVariants", ())
+    }

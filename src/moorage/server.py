@@ -1,0 +1,160 @@
+"""The composition root of ``moorage server``: build every part from ServerConfig, run, stop."""
+
+import asyncio
+import ipaddress
+import logging
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from moorage.api.app import ServerApp
+from moorage.api.control_plane import ControlPlane
+from moorage.api.runtime import RuntimeApi
+from moorage.config import ServerConfig
+from moorage.control.reconciler import Reconciler
+from moorage.control.service import ControlService
+from moorage.errors import NotFound, ValidationError
+from moorage.fleet import LocalProcessFleet
+from moorage.http import HttpServer, Limits
+from moorage.metrics import EndpointMetrics
+from moorage.routing import RoutingTable
+from moorage.store import open_store
+
+log = logging.getLogger("moorage.server")
+
+
+def check_binding(host: str) -> None:
+    """Refuse to serve beyond this machine: requests are not authenticated yet (DESIGN.md §8)."""
+    try:
+        is_loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        is_loopback = host == "localhost"
+    if not is_loopback:
+        raise ValidationError(
+            f"--host {host} would accept unauthenticated requests from other machines; "
+            "moorage does not verify AWS signatures yet, so it binds to loopback only "
+            "(e.g. --host 127.0.0.1)."
+        )
+
+
+async def serve(config: ServerConfig, *, demo: bool = False) -> None:
+    check_binding(config.host)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await asyncio.to_thread(open_store, config.store_url)
+    metrics = EndpointMetrics()
+    table = RoutingTable()
+    runtime_dir = Path(tempfile.mkdtemp(prefix="moorage-"))
+    fleet = LocalProcessFleet(
+        logs_dir=config.logs_dir,
+        runtime_dir=runtime_dir,
+        cache_dir=config.cache_dir,
+        stop_grace_s=config.stop_grace_s,
+    )
+    reconciler = Reconciler(store, fleet, table, metrics, config)
+    loop = asyncio.get_running_loop()
+    service = ControlService(
+        store, config, wake=lambda: loop.call_soon_threadsafe(reconciler.wake), fleets=reconciler
+    )
+    app = ServerApp(
+        ControlPlane(service),
+        RuntimeApi(
+            table,
+            region=config.region,
+            account=config.account,
+            timeout_s=config.invocation_timeout_s,
+        ),
+        metrics,
+    )
+    http = HttpServer(
+        app.handle,
+        Limits(max_body=config.max_payload, read_timeout=config.invocation_timeout_s),
+        app.http_error,
+    )
+    host, port = await http.listen_tcp(config.host, config.port)
+    reconciling = asyncio.create_task(reconciler.run())
+    print(f"moorage server listening on http://{host}:{port}", flush=True)
+    if demo:
+        await asyncio.to_thread(deploy_demo, service)
+        print(_DEMO_HELP.format(url=f"http://{host}:{port}"), flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await http.close(grace=5.0)
+    reconciling.cancel()
+    await asyncio.gather(reconciling, return_exceptions=True)
+    await reconciler.stop()
+    await asyncio.to_thread(store.close)
+    shutil.rmtree(runtime_dir, ignore_errors=True)
+
+
+_DEMO = "demo"
+_DEMO_HELP = """
+The bundled example model is deploying as the endpoint "demo". From Python:
+
+    import boto3
+    runtime = boto3.client("sagemaker-runtime", endpoint_url="{url}", region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+    print(runtime.invoke_endpoint(EndpointName="demo", ContentType="application/json",
+                                  Body=b"[[1, 2, 3, 4]]")["Body"].read())
+
+or: curl -H 'Content-Type: application/json' -d '[[1, 2, 3, 4]]' {url}/endpoints/demo/invocations
+"""
+
+
+def deploy_demo(service: ControlService) -> None:
+    """Create the demo model, config and endpoint, keeping any left from an earlier run."""
+    model = str(resources.files("moorage") / "examples" / "linear")
+    steps: list[tuple[Callable[[], object], Callable[[], object]]] = [
+        (
+            lambda: service.create_model(
+                {"ModelName": _DEMO, "PrimaryContainer": {"ModelDataUrl": model}}, []
+            ),
+            lambda: service.model(_DEMO),
+        ),
+        (
+            lambda: service.create_endpoint_config(
+                {
+                    "EndpointConfigName": _DEMO,
+                    "ProductionVariants": [
+                        {
+                            "VariantName": "AllTraffic",
+                            "ModelName": _DEMO,
+                            "InstanceType": "ml.m5.large",
+                            "InitialInstanceCount": 1,
+                        }
+                    ],
+                },
+                [],
+            ),
+            lambda: service.endpoint_config(_DEMO),
+        ),
+        (
+            lambda: service.create_endpoint(
+                {"EndpointName": _DEMO, "EndpointConfigName": _DEMO}, []
+            ),
+            lambda: service.endpoint(_DEMO),
+        ),
+    ]
+    for create, existing in steps:
+        try:
+            existing()
+        except NotFound:
+            create()
+
+
+def run(config: ServerConfig, *, demo: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s [server] %(name)s: %(message)s",
+    )
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional off Linux/macOS
+        asyncio.run(serve(config, demo=demo))
+    else:
+        uvloop.run(serve(config, demo=demo))

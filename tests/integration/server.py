@@ -1,0 +1,79 @@
+"""Start a real ``moorage server`` subprocess and talk to it with boto3, as a user does."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+REGION = "us-east-1"
+# Any credentials work against a server bound to loopback with no keys configured.
+CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+FAST_WAITER = {"Delay": 0.2, "MaxAttempts": 600}
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    url: str
+    data_dir: Path
+    output: list[str] = field(default_factory=list)
+
+    def client(self, service: str = "sagemaker", **config):
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=REGION,
+            config=Config(retries={"max_attempts": 0, "mode": "standard"}, **config),
+            **CREDENTIALS,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no cleanup runs."""
+        self.process.kill()
+        self.process.wait()
+
+
+def _pump(stream, sink: list[str], ready: threading.Event, found: list[str]) -> None:
+    for line in stream:
+        sink.append(line)
+        if not ready.is_set() and "listening on" in line:
+            found.append(line.rsplit(" ", 1)[-1].strip())
+            ready.set()
+    ready.set()
+
+
+@contextmanager
+def running_server(data_dir: Path, *, env: dict[str, str] | None = None) -> Iterator[Server]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moorage", "server", "--port", "0", "--data-dir", str(data_dir)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    ready, found = threading.Event(), []
+    pump = threading.Thread(target=_pump, args=(process.stdout, output, ready, found), daemon=True)
+    pump.start()
+    try:
+        if not ready.wait(30) or not found:
+            raise AssertionError("server did not start:\n" + "".join(output))
+        yield Server(process, found[0], data_dir, output)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        pump.join(5)
+        process.stdout.close()
