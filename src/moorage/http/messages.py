@@ -16,10 +16,13 @@ class Request:
 
 @dataclass(slots=True)
 class Response:
-    """``headers`` must not carry Content-Length or Connection: the server writes those."""
+    """``headers`` must not carry Content-Length or Connection: the server writes those.
+
+    ``body`` may be a memoryview of a larger buffer, to relay a large body without copying it.
+    """
 
     status: int
-    body: bytes = b""
+    body: bytes | memoryview = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod

@@ -60,6 +60,9 @@ def _status_line(status: int) -> bytes:
 
 
 _STATUS_LINES = {s.value: _status_line(s.value) for s in HTTPStatus}
+# Encoded header lines: most answers repeat the same few (content types, variant names).
+_HEADER_LINES: dict[tuple[str, str], bytes] = {}
+_HEADER_CACHE_SIZE = 1024
 
 
 class _Rejected(Exception):
@@ -247,9 +250,16 @@ class _Connection(asyncio.Protocol):
         if transport is None:
             return
         body = response.body
-        parts = [_STATUS_LINES.get(response.status) or _status_line(response.status)]
-        for name, value in response.headers:
-            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        parts: list[bytes | memoryview] = [
+            _STATUS_LINES.get(response.status) or _status_line(response.status)
+        ]
+        for header in response.headers:
+            line = _HEADER_LINES.get(header)
+            if line is None:
+                line = f"{header[0]}: {header[1]}\r\n".encode("latin-1")
+                if len(_HEADER_LINES) < _HEADER_CACHE_SIZE:
+                    _HEADER_LINES[header] = line
+            parts.append(line)
         parts.append(b"content-length: %d\r\n" % len(body))
         if not keep_alive:
             parts.append(b"connection: close\r\n")

@@ -120,16 +120,18 @@ class Instance:
         return _json(200, {"status": "Healthy"})
 
     def _invoke_single(self, request: Request) -> "Response | asyncio.Future[Response]":
+        pool = self._single
+        if pool is not None and pool.has_loaded:
+            return pool.submit(request.headers, request.body)
         if self.config.multi_model:
             return _error(
                 400, "BadRequest", "This instance serves multiple models; use /models/{name}/invoke"
             )
-        pool = self._single
-        if pool is None or (pool.ready_workers == 0 and pool.failure is None):
-            if self._single_failure is not None:
-                return Response.text(500, f"The model failed to load: {self._single_failure}")
-            return Response.text(503, "The model is still loading")
-        return pool.submit(request.headers, request.body)
+        if self._single_failure is not None:
+            return Response.text(500, f"The model failed to load: {self._single_failure}")
+        if pool is not None and pool.failure is not None:
+            return Response.text(500, f"The model failed to load: {pool.failure}")
+        return Response.text(503, "The model is still loading")
 
     def _route_models(self, request: Request) -> "Response | asyncio.Future[Response]":
         parts = [unquote(p) for p in request.path.split("/")[2:]]

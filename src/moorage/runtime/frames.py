@@ -45,44 +45,52 @@ def receive(stream: BinaryIO) -> tuple[Any, bytes] | None:
 
 
 class Reader:
-    """Incremental decoder for an asyncio protocol: feed bytes, get ``on_message`` calls."""
+    """Incremental decoder for an asyncio protocol: feed bytes, get ``on_message`` calls.
 
-    __slots__ = ("_body_size", "_chunks", "_meta", "_need", "_on_message", "_size", "_state")
+    Whole messages inside one chunk (the common case for small bodies) are decoded in place; a
+    message split over chunks is collected until complete and joined once. A large body is
+    handed on as a memoryview of the received buffer, so it is never copied here.
+    """
 
-    def __init__(self, on_message: Callable[[Any, bytes], None]) -> None:
+    __slots__ = ("_chunks", "_need", "_on_message", "_size")
+
+    def __init__(self, on_message: Callable[[Any, bytes | memoryview], None]) -> None:
         self._on_message = on_message
         self._chunks: list[bytes] = []
         self._size = 0
-        self._state = 0  # 0: head, 1: meta, 2: body
+        # Bytes needed before the first collected chunk can be decoded further.
         self._need = HEAD.size
-        self._meta: Any = None
-        self._body_size = 0
 
     def feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._size += len(data)
-        while self._size >= self._need:
-            blob = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-            # Slicing a whole bytes object returns it without a copy.
-            piece, rest = blob[: self._need], blob[self._need :]
-            self._chunks = [rest] if rest else []
+        if self._chunks:
+            self._chunks.append(data)
+            self._size += len(data)
+            if self._size < self._need:
+                return
+            data = b"".join(self._chunks)
+            self._chunks = []
+        position, end, size = 0, 0, len(data)
+        while True:
+            if size - position < HEAD.size:
+                need = HEAD.size
+                break
+            meta_size, body_size = HEAD.unpack_from(data, position)
+            body_start = position + HEAD.size + meta_size
+            end = body_start + body_size
+            if end > size:
+                need = end - position
+                break
+            view = memoryview(data)
+            meta = marshal.loads(view[position + HEAD.size : body_start])
+            body = view[body_start:end] if body_size > _COPY_LIMIT else data[body_start:end]
+            position = end
+            self._on_message(meta, body)
+        if position < size:
+            rest = data[position:]
+            self._chunks = [rest]
             self._size = len(rest)
-            self._advance(piece)
+            self._need = need
 
-    def _advance(self, piece: bytes) -> None:
-        if self._state == 0:
-            meta_size, self._body_size = HEAD.unpack(piece)
-            self._state, self._need = 1, meta_size
-        elif self._state == 1:
-            self._meta = marshal.loads(piece)
-            if self._body_size:
-                self._state, self._need = 2, self._body_size
-            else:
-                self._emit(b"")
-        else:
-            self._emit(piece)
 
-    def _emit(self, body: bytes) -> None:
-        meta, self._meta = self._meta, None
-        self._state, self._need = 0, HEAD.size
-        self._on_message(meta, body)
+# Bodies up to this size are copied out of the received buffer; larger ones are viewed.
+_COPY_LIMIT = 64 * 1024
