@@ -18,7 +18,7 @@ from moorage.control.reconciler import Reconciler
 from moorage.control.service import ControlService
 from moorage.errors import NotFound, ValidationError
 from moorage.fleet import LocalProcessFleet
-from moorage.http import HttpServer, Limits
+from moorage.http import HttpServer, Limits, malloc
 from moorage.metrics import EndpointMetrics
 from moorage.routing import RoutingTable
 from moorage.store import open_store
@@ -42,6 +42,7 @@ def check_binding(host: str) -> None:
 
 async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     check_binding(config.host)
+    malloc.tune()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = await asyncio.to_thread(open_store, config.store_url)
     metrics = EndpointMetrics()

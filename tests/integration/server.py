@@ -35,6 +35,9 @@ class Server:
             **CREDENTIALS,
         )
 
+    def log_text(self) -> str:
+        return "".join(self.output)
+
     def kill(self) -> None:
         """SIGKILL, as a crash would: no cleanup runs."""
         self.process.kill()
@@ -51,9 +54,12 @@ def _pump(stream, sink: list[str], ready: threading.Event, found: list[str]) -> 
 
 
 @contextmanager
-def running_server(data_dir: Path, *, env: dict[str, str] | None = None) -> Iterator[Server]:
+def running_server(
+    data_dir: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Iterator[Server]:
+    command = [sys.executable, "-m", "moorage", "server", "--port", "0", "--data-dir"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "moorage", "server", "--port", "0", "--data-dir", str(data_dir)],
+        [*command, str(data_dir), *args],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -271,3 +271,14 @@ def test_metrics_carry_sagemaker_names(server, sm, runtime, artifacts):
     assert f"Invocations_total{{{labels}}} 3.0" in text
     assert f"ModelLatency_microseconds_count{{{labels}}} 3.0" in text
     assert f"OverheadLatency_microseconds_count{{{labels}}}" in text
+
+
+def test_demo_endpoint_of_the_main_command(tmp_path):
+    with running_server(tmp_path / "data", args=("--demo",)) as server:
+        sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
+        sm.get_waiter("endpoint_in_service").wait(EndpointName="demo", WaiterConfig=FAST_WAITER)
+        answer = runtime.invoke_endpoint(
+            EndpointName="demo", ContentType="application/json", Body=b"[[1, 2, 3, 4]]"
+        )
+        assert json.loads(answer["Body"].read()) == pytest.approx([7.1])
+        assert "invoke_endpoint" in server.log_text()

@@ -7,6 +7,7 @@ futures instead of creating tasks. Header mapping is spec/API.md §6.1 both ways
 
 import asyncio
 import time
+from collections.abc import Sequence
 from functools import partial
 from typing import Final
 
@@ -66,7 +67,7 @@ class RuntimeApi:
             )
         forwarded = [(name, value) for name, value in headers.items() if name in _FORWARDED]
         result: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._send(result, route, variant, instance, forwarded, request.body, started, True)
+        self._send(result, route, variant, instance, forwarded, request.parts, started, True)
         return result
 
     def _check_headers(self, headers: dict[str, str], route: EndpointRoute) -> str | None:
@@ -99,7 +100,7 @@ class RuntimeApi:
         variant: VariantRoute,
         instance: InstanceRoute,
         headers: list[tuple[str, str]],
-        body: bytes,
+        body: Sequence[bytes],
         started: float,
         may_retry: bool,
     ) -> None:
@@ -122,7 +123,7 @@ class RuntimeApi:
         variant: VariantRoute,
         instance: InstanceRoute,
         headers: list[tuple[str, str]],
-        body: bytes,
+        body: Sequence[bytes],
         started: float,
         sent: float,
         may_retry: bool,

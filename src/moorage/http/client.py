@@ -78,11 +78,15 @@ class _Pending:
     __slots__ = ("body", "data", "deadline", "future", "is_head", "is_retry", "timeout")
 
     def __init__(
-        self, future: "asyncio.Future[ClientResponse]", data: bytes, body: bytes, timeout: float
+        self,
+        future: "asyncio.Future[ClientResponse]",
+        data: bytes,
+        body: Sequence[bytes],
+        timeout: float,
     ) -> None:
         self.future = future
         self.data = data  # the head, and the body when small
-        self.body = body  # a large body, written on its own
+        self.body = body  # a large body's parts, written on their own
         self.timeout = timeout
         self.deadline = 0.0
         self.is_head = False
@@ -142,7 +146,7 @@ class _Connection(asyncio.Protocol):
         self._used = True
         transport.write(pending.data)
         if pending.body:
-            transport.write(pending.body)
+            transport.writelines(pending.body)
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -344,7 +348,7 @@ class ConnectionPool:
         method: str,
         path: str,
         headers: RequestHeaders,
-        body: bytes,
+        body: bytes | Sequence[bytes],
         *,
         timeout: float,
     ) -> "asyncio.Future[ClientResponse]":
@@ -359,11 +363,14 @@ class ConnectionPool:
         if self._is_closed:
             future.set_exception(UpstreamClosed(f"the pool for {self.name} is closed"))
             return future
-        head = self._head(method, path, headers, len(body))
-        if len(body) <= _JOIN_LIMIT:
-            pending = _Pending(future, head + body, b"", timeout)
+        parts = (body,) if isinstance(body, bytes) else body
+        length = sum(map(len, parts))
+        head = self._head(method, path, headers, length)
+        if length <= _JOIN_LIMIT:
+            pending = _Pending(future, b"".join((head, *parts)), (), timeout)
         else:
-            pending = _Pending(future, head, body, timeout)
+            # A large body goes out as the parts it arrived in, never joined into one copy.
+            pending = _Pending(future, head, parts, timeout)
         pending.deadline = self._loop.time() + timeout
         pending.is_head = method == "HEAD"
         if self._idle:
@@ -377,14 +384,16 @@ class ConnectionPool:
         return future
 
     async def close(self) -> None:
-        """Close every connection; requests queued or in flight fail with UpstreamClosed."""
+        """Close every connection: requests in flight fail with UpstreamClosed, those not sent
+        yet with UpstreamConnectError."""
         self._is_closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        closed = UpstreamClosed(f"the pool for {self.name} was closed")
+        # Nothing of these was sent, so a caller may safely try them elsewhere.
+        unsent = UpstreamConnectError(f"the pool for {self.name} was closed before sending")
         for pending in (*self._queue, *self._connecting):
-            pending.fail(closed)
+            pending.fail(unsent)
         self._queue.clear()
         for task in self._tasks:
             task.cancel()

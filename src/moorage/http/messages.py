@@ -1,17 +1,44 @@
 """Requests and responses as the HTTP server hands them to a handler."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
-@dataclass(slots=True)
 class Request:
-    """``headers`` maps lower-cased names to values; repeated headers are joined with ", "."""
+    """``headers`` maps lower-cased names to values; repeated headers are joined with ", ".
 
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes = b""
+    The body arrives in pieces; ``parts`` hands them on as received (a proxy writes them out
+    without joining them), ``body`` joins them once, on first use.
+    """
+
+    __slots__ = ("_body", "_parts", "headers", "method", "path", "query")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes | list[bytes] = b"",
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self._body: bytes | None = body if isinstance(body, bytes) else None
+        self._parts: list[bytes] | None = None if isinstance(body, bytes) else body
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            assert self._parts is not None
+            self._body = b"".join(self._parts)
+            self._parts = None
+        return self._body
+
+    @property
+    def parts(self) -> Sequence[bytes]:
+        return (self._body,) if self._body is not None else self._parts or ()
 
 
 @dataclass(slots=True)

@@ -185,7 +185,8 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         path, _, query = self._url.decode("latin-1").partition("?")
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        parts = self._body
+        body: bytes | list[bytes] = parts[0] if len(parts) == 1 else (parts or b"")
         method = self.parser.get_method().decode("ascii")
         request = Request(method, path, query, self._headers, body)
         keep_alive = self.parser.should_keep_alive()

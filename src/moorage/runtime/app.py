@@ -122,7 +122,7 @@ class Instance:
     def _invoke_single(self, request: Request) -> "Response | asyncio.Future[Response]":
         pool = self._single
         if pool is not None and pool.has_loaded:
-            return pool.submit(request.headers, request.body)
+            return pool.submit(request.headers, request.parts)
         if self.config.multi_model:
             return _error(
                 400, "BadRequest", "This instance serves multiple models; use /models/{name}/invoke"
@@ -241,4 +241,4 @@ class Instance:
         model = self._models.get(name)
         if model is None or model.pool is None:
             return _error(404, "ModelNotFoundException", f"Model not found: {name}")
-        return model.pool.submit(request.headers, request.body, name)
+        return model.pool.submit(request.headers, request.parts, name)

@@ -9,12 +9,20 @@ import io
 import json
 import zipfile
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache, lru_cache
+from types import ModuleType
 from typing import Any, Final, NamedTuple
 
-import numpy as np
-
 from moorage.runtime.errors import BadRequestBody, UnsupportedAccept, UnsupportedContentType
+
+
+@cache
+def _np() -> ModuleType:
+    """numpy, imported on first use: a model that brings its own codecs never pays for it."""
+    import numpy
+
+    return numpy
+
 
 JSON: Final = "application/json"
 CSV: Final = "text/csv"
@@ -73,7 +81,7 @@ def _bytes(body: str | bytes) -> bytes:
 
 def _decode_json(body: str | bytes, media: MediaType) -> Any:
     try:
-        return np.array(json.loads(_text(body, media)))
+        return _np().array(json.loads(_text(body, media)))
     except ValueError as exc:  # JSONDecodeError, and numpy's ragged-nesting error
         raise BadRequestBody(f"Request body is not a valid JSON array: {exc}") from exc
 
@@ -85,7 +93,7 @@ def _decode_csv(body: str | bytes, media: MediaType) -> Any:
     if not text.strip():
         raise BadRequestBody("Request body is empty; text/csv needs at least one row")
     try:
-        return np.genfromtxt(io.StringIO(text), delimiter=",")
+        return _np().genfromtxt(io.StringIO(text), delimiter=",")
     except ValueError as exc:  # rows with different column counts
         raise BadRequestBody(f"Request body is not valid CSV: {exc}") from exc
 
@@ -93,12 +101,12 @@ def _decode_csv(body: str | bytes, media: MediaType) -> Any:
 def _decode_npy(body: str | bytes, media: MediaType) -> Any:
     try:
         # allow_pickle=False: the toolkits allow it, but unpickling a request runs its code.
-        array = np.load(io.BytesIO(_bytes(body)), allow_pickle=False)
+        array = _np().load(io.BytesIO(_bytes(body)), allow_pickle=False)
     except (ValueError, EOFError, OSError) as exc:
         raise BadRequestBody(
             f"Request body is not a valid .npy array (object arrays are refused): {exc}"
         ) from exc
-    if not isinstance(array, np.ndarray):  # np.load also opens .npz archives
+    if not isinstance(array, _np().ndarray):  # np.load also opens .npz archives
         raise BadRequestBody("Request body is a .npz archive, not a .npy array")
     return array
 
@@ -139,13 +147,13 @@ def encode_json(value: Any) -> bytes:
 
 def _encode_csv(value: Any) -> bytes:
     stream = io.StringIO()
-    np.savetxt(stream, value, delimiter=",", fmt="%s")
+    _np().savetxt(stream, value, delimiter=",", fmt="%s")
     return stream.getvalue().encode()
 
 
 def _encode_npy(value: Any) -> bytes:
     stream = io.BytesIO()
-    np.save(stream, value)
+    _np().save(stream, value)
     return stream.getvalue()
 
 

@@ -8,15 +8,18 @@ marshal is safe here because both ends are this package on the same interpreter.
 import marshal
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
 HEAD = struct.Struct("!IQ")
 
 
-def pack(meta: Any, body: bytes = b"") -> list[bytes]:
+def pack(meta: Any, body: bytes | Sequence[bytes] = b"") -> list[bytes]:
+    """One message as buffers to write out; a body given in parts is not joined."""
     encoded = marshal.dumps(meta)
-    return [HEAD.pack(len(encoded), len(body)), encoded, body]
+    if isinstance(body, bytes):
+        return [HEAD.pack(len(encoded), len(body)), encoded, body]
+    return [HEAD.pack(len(encoded), sum(map(len, body))), encoded, *body]
 
 
 def send(sock: socket.socket, meta: Any, body: bytes = b"") -> None:

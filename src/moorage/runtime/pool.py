@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -41,7 +42,7 @@ class _Pending:
     future: "asyncio.Future[Response]"
     headers: dict[str, str]
     model_name: str | None
-    body: bytes
+    body: Sequence[bytes]
 
 
 class _Link(asyncio.Protocol):
@@ -160,7 +161,7 @@ class WorkerPool:
             raise self.failure
 
     def submit(
-        self, headers: dict[str, str], body: bytes, model_name: str | None = None
+        self, headers: dict[str, str], body: Sequence[bytes], model_name: str | None = None
     ) -> "asyncio.Future[Response] | Response":
         if self.failure is not None:
             return Response.text(500, f"The model failed to load: {self.failure}")

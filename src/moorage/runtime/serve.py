@@ -8,8 +8,7 @@ import os
 import signal
 import sys
 
-from moorage.http import HttpServer, Limits
-from moorage.runtime import _malloc
+from moorage.http import HttpServer, Limits, malloc
 from moorage.runtime.app import Instance
 from moorage.runtime.config import RuntimeConfig
 
@@ -31,7 +30,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 async def serve(config: RuntimeConfig) -> None:
-    _malloc.tune()
+    malloc.tune()
     instance = Instance(config)
     # A slow client gets as long to send its body as the model gets to answer it.
     server = HttpServer(

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from moorage.errors import LoadError
-from moorage.runtime import _malloc, frames
+from moorage.http import malloc
+from moorage.runtime import frames
 from moorage.runtime.messages import InferenceRequest
 
 log = logging.getLogger("moorage.worker")
@@ -49,7 +50,7 @@ class WorkerSpec:
 def run(spec: WorkerSpec, fd: int) -> int:
     # Ctrl-C reaches the whole process group; the front decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _malloc.tune()
+    malloc.tune()
     sock = socket.socket(fileno=fd)
     # Imported here so that a failing import of numpy or user code is reported as a load error.
     from moorage.runtime.handlers import Handler
