@@ -345,3 +345,51 @@ def test_logs_command_shows_instance_output(server, sm, artifacts):
     ).stdout
     assert "[AllTraffic/" in shown
     assert "loaded the model" in shown
+
+
+def test_update_can_retain_variant_properties(sm, runtime, artifacts):
+    iris = create_model(sm, artifacts["iris"])
+    endpoint = create_endpoint(sm, create_config(sm, variant("A", iris)))
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=endpoint,
+        DesiredWeightsAndCapacities=[{"VariantName": "A", "DesiredInstanceCount": 2}],
+    )
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig=FAST_WAITER)
+    echo = create_model(sm, artifacts["echo"])
+    sm.update_endpoint(
+        EndpointName=endpoint,
+        EndpointConfigName=create_config(sm, variant("A", echo, weight=1.0, count=1)),
+        RetainAllVariantProperties=True,
+    )
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig=FAST_WAITER)
+    [summary] = sm.describe_endpoint(EndpointName=endpoint)["ProductionVariants"]
+    assert summary["DesiredInstanceCount"] == 2
+    assert summary["CurrentInstanceCount"] == 2
+    assert which_model(invoke(runtime, endpoint)) == "echo"
+
+
+def test_list_endpoints_filters_by_status(sm, artifacts):
+    broken = create_config(sm, variant("A", create_model(sm, artifacts["broken"])))
+    name = unique("failing")
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=broken)
+    wait_until(
+        lambda: sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Failed", timeout=60
+    )
+    failed = sm.list_endpoints(StatusEquals="Failed", NameContains="failing", MaxResults=100)
+    assert name in [e["EndpointName"] for e in failed["Endpoints"]]
+    serving = sm.list_endpoints(StatusEquals="InService", NameContains="failing")
+    assert name not in [e["EndpointName"] for e in serving["Endpoints"]]
+
+
+def test_slow_model_times_out_as_model_error(tmp_path):
+    slow = f"file://{pack(model_dir('slow', tmp_path / 'slow'), tmp_path / 'slow.tar.gz')}"
+    with running_server(tmp_path / "data", env={"MOORAGE_INVOCATION_TIMEOUT": "1"}) as server:
+        sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
+        endpoint = create_endpoint(sm, create_config(sm, variant("A", create_model(sm, slow))))
+        with pytest.raises(runtime.exceptions.ModelError) as caught:
+            runtime.invoke_endpoint(
+                EndpointName=endpoint, ContentType="application/json", Body=b'{"sleep": 3}'
+            )
+        error = caught.value.response
+        assert error["OriginalStatusCode"] == 0
+        assert "timed out while waiting for a response from container" in error["Error"]["Message"]
