@@ -393,3 +393,14 @@ def test_slow_model_times_out_as_model_error(tmp_path):
         error = caught.value.response
         assert error["OriginalStatusCode"] == 0
         assert "timed out while waiting for a response from container" in error["Error"]["Message"]
+
+
+def test_sigterm_stops_the_server_and_its_instances(tmp_path, artifacts):
+    with running_server(tmp_path / "data") as server:
+        sm = server.client("sagemaker")
+        create_endpoint(sm, create_config(sm, variant("A", create_model(sm, artifacts["iris"]))))
+        instances = _instance_pids(server.process.pid)
+        assert instances
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(15) == 0
+    assert not [pid for pid in instances if Path(f"/proc/{pid}").exists()]
