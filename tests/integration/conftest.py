@@ -11,6 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fixtures.builders import model_dir, pack
+from tests.integration.server import running_server
+
 _SERVER = """
 import sys
 from moto.server import ThreadedMotoServer
@@ -48,3 +51,32 @@ def s3_endpoint() -> Iterator[str]:
             server.kill()
             server.wait()
         server.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """model.tar.gz files as file:// URLs: iris (scikit-learn), echo (context), broken."""
+    root = tmp_path_factory.mktemp("artifacts")
+    iris = model_dir("sklearn_default", root / "iris", train_iris=True)
+    return {
+        "iris": f"file://{pack(iris, root / 'iris.tar.gz')}",
+        "echo": f"file://{pack(model_dir('echo_context', root / 'echo'), root / 'echo.tar.gz')}",
+        "broken": f"file://{pack(model_dir('model_fn_raises', root / 'b'), root / 'b.tar.gz')}",
+    }
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One moorage server per test module."""
+    with running_server(tmp_path_factory.mktemp("data")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def sm(server):
+    return server.client("sagemaker")
+
+
+@pytest.fixture(scope="module")
+def runtime(server):
+    return server.client("sagemaker-runtime")

@@ -52,7 +52,8 @@ class Instance:
         return "".join(self.output)
 
 
-def _pump(stream, sink: list[str], ready: threading.Event, found: list[str]) -> None:
+def pump_output(stream, sink: list[str], ready: threading.Event, found: list[str]) -> None:
+    """Collect a process's output; ``found`` gets the address from its "listening on" line."""
     for line in stream:
         sink.append(line)
         if not ready.is_set() and "listening on" in line:
@@ -85,7 +86,9 @@ def running_instance(
     )
     output: list[str] = []
     ready, found = threading.Event(), []
-    pump = threading.Thread(target=_pump, args=(process.stdout, output, ready, found), daemon=True)
+    pump = threading.Thread(
+        target=pump_output, args=(process.stdout, output, ready, found), daemon=True
+    )
     pump.start()
     try:
         if not ready.wait(30) or not found:

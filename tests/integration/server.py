@@ -13,6 +13,8 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+from tests.integration.instance import pump_output
+
 REGION = "us-east-1"
 # Any credentials work against a server bound to loopback with no keys configured.
 CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
@@ -44,15 +46,6 @@ class Server:
         self.process.wait()
 
 
-def _pump(stream, sink: list[str], ready: threading.Event, found: list[str]) -> None:
-    for line in stream:
-        sink.append(line)
-        if not ready.is_set() and "listening on" in line:
-            found.append(line.rsplit(" ", 1)[-1].strip())
-            ready.set()
-    ready.set()
-
-
 @contextmanager
 def running_server(
     data_dir: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
@@ -67,7 +60,9 @@ def running_server(
     )
     output: list[str] = []
     ready, found = threading.Event(), []
-    pump = threading.Thread(target=_pump, args=(process.stdout, output, ready, found), daemon=True)
+    pump = threading.Thread(
+        target=pump_output, args=(process.stdout, output, ready, found), daemon=True
+    )
     pump.start()
     try:
         if not ready.wait(30) or not found:

@@ -19,33 +19,6 @@ from tests.integration.test_server_lifecycle import SKLEARN_IMAGE, unique
 ROWS = json.dumps([[5.1, 3.5, 1.4, 0.2]]).encode()
 
 
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    root = tmp_path_factory.mktemp("artifacts")
-    iris = model_dir("sklearn_default", root / "iris", train_iris=True)
-    return {
-        "iris": f"file://{pack(iris, root / 'iris.tar.gz')}",
-        "echo": f"file://{pack(model_dir('echo_context', root / 'echo'), root / 'echo.tar.gz')}",
-        "broken": f"file://{pack(model_dir('model_fn_raises', root / 'b'), root / 'b.tar.gz')}",
-    }
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("data")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def sm(server):
-    return server.client("sagemaker")
-
-
-@pytest.fixture(scope="module")
-def runtime(server):
-    return server.client("sagemaker-runtime")
-
-
 def create_model(sm, url: str, image: str = SKLEARN_IMAGE) -> str:
     name = unique("m")
     sm.create_model(

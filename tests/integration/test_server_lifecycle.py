@@ -6,38 +6,10 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.fixtures.builders import model_dir, pack
 from tests.integration.server import FAST_WAITER, running_server
 
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 ROWS = json.dumps([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]).encode()
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    root = tmp_path_factory.mktemp("artifacts")
-    iris = model_dir("sklearn_default", root / "iris", train_iris=True)
-    return {
-        "iris": f"file://{pack(iris, root / 'iris.tar.gz')}",
-        "echo": f"file://{pack(model_dir('echo_context', root / 'echo'), root / 'echo.tar.gz')}",
-        "broken": f"file://{pack(model_dir('model_fn_raises', root / 'b'), root / 'b.tar.gz')}",
-    }
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("data")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def sm(server):
-    return server.client("sagemaker")
-
-
-@pytest.fixture(scope="module")
-def runtime(server):
-    return server.client("sagemaker-runtime")
 
 
 def unique(prefix: str) -> str:
