@@ -1,11 +1,12 @@
 """The multi-model /models API of one instance (spec/CONTAINER.md §5)."""
 
 import json
+import threading
 
 import pytest
 
 from tests.fixtures.builders import model_dir, pack
-from tests.integration.instance import running_instance
+from tests.integration.instance import running_instance, wait_until
 
 ROWS = json.dumps([[5.1, 3.5, 1.4, 0.2]]).encode()
 
@@ -101,3 +102,51 @@ def test_full_instance_answers_507(tmp_path, models):
         assert load(instance, "two", models["echo"]).status == 507
         assert instance.request("DELETE", "/models/one").status == 200
         assert load(instance, "two", models["echo"]).status == 200
+
+
+def test_load_answers_download_and_load_seconds(mme, models):
+    response = load(mme, "iris", models["iris-tar"])
+    assert response.status == 200
+    answer = json.loads(response.data)
+    assert answer["downloadSeconds"] >= 0
+    assert answer["loadSeconds"] > 0
+
+
+def test_describe_and_list_report_memory_and_last_use(mme, models):
+    assert load(mme, "iris", models["iris"]).status == 200
+    before = json.loads(mme.request("GET", "/models/iris").data)
+    assert before["memoryBytes"] > 0
+    assert invoke(mme, "iris").status == 200
+    after = json.loads(mme.request("GET", "/models/iris").data)
+    assert after["lastUsed"] >= before["lastUsed"] > 0
+    listed = json.loads(mme.request("GET", "/models").data)["models"]
+    assert listed[0]["modelName"] == "iris"
+    assert listed[0]["memoryBytes"] > 0
+
+
+def test_memory_route_sums_loaded_models(mme, models):
+    empty = json.loads(mme.request("GET", "/memory").data)
+    assert empty["budgetBytes"] is None
+    assert empty["loadedModels"] == 0
+    assert empty["usedBytes"] == 0
+    for name in ("a", "b"):
+        assert load(mme, name, models["echo"]).status == 200
+    full = json.loads(mme.request("GET", "/memory").data)
+    assert full["loadedModels"] == 2
+    described = [json.loads(mme.request("GET", f"/models/{n}").data) for n in ("a", "b")]
+    assert full["usedBytes"] > 0
+    assert full["usedBytes"] == pytest.approx(sum(d["memoryBytes"] for d in described), rel=0.5)
+
+
+def test_second_load_of_a_loading_model_is_409_and_the_first_succeeds(mme, tmp_path):
+    folder = model_dir("held_load", tmp_path / "held")
+    result: list = []
+    first = threading.Thread(target=lambda: result.append(load(mme, "slow", folder)))
+    first.start()
+    wait_until((folder / "loading").exists)
+    assert load(mme, "slow", folder).status == 409
+    assert invoke(mme, "slow").status == 404  # not loaded yet
+    (folder / "release").touch()
+    first.join()
+    assert result[0].status == 200
+    assert invoke(mme, "slow", b"x", **{"Content-Type": "text/plain"}).data == b"slow"

@@ -3,21 +3,46 @@
 Single-model: ``GET /ping``, ``POST /invocations``. Multi-model (``SAGEMAKER_MULTI_MODEL=true``):
 ``GET /ping`` and the ``/models`` API of spec/CONTAINER.md §5. ``/ping`` is answered here in the
 front, so it stays responsive while every worker is busy; it reports load progress and failure.
+
+What moorage adds to the §5 API, for the platform's metrics and eviction:
+
+- ``POST /models`` answers 200 with ``downloadSeconds`` (fetch, unpack, requirements) and
+  ``loadSeconds`` (from starting the workers to the first one ready: ``model_fn``).
+- ``GET /models/{name}`` adds ``memoryBytes`` (private memory of its workers, see
+  ``memory.py``),
+  ``lastUsed`` (epoch seconds of the last invoke, else of the load), the workers' pids and
+  ``readyWorkers``; each entry of ``GET /models`` adds ``memoryBytes`` and ``lastUsed``.
+- ``GET /memory`` answers ``{"budgetBytes", "usedBytes", "loadedModels", "availableBytes"}``:
+  the budget (``MOORAGE_MEMORY_BUDGET_MB``; null: none), the private memory of all loaded
+  models' workers (not the front's nor the zygote's, whose preloaded libraries they share),
+  how many models are loaded, and the kernel's MemAvailable (null off Linux).
+
+A load answers 507 without loading when ``MOORAGE_MAX_LOADED_MODELS`` models are loaded or
+loading, when less than ``MOORAGE_MIN_FREE_MEMORY_MB`` would stay available, or when the budget
+would be passed: used + reserved + estimate > budget. The estimate of a new model is the mean
+memory of the loaded models, or, when none is loaded, the size of its unpacked files (a
+deserialized model is rarely smaller than its files); each load in progress reserves its
+estimate until its workers are ready, so concurrent loads cannot overshoot together.
 """
 
 import asyncio
 import json
 import logging
-from collections.abc import Coroutine
+import time
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from moorage.errors import LoadError, MoorageError
 from moorage.http import Request, Response
 from moorage.runtime.config import RuntimeConfig
-from moorage.runtime.loading import memory_available, prepare
+from moorage.runtime.launcher import Launcher, make_launcher
+from moorage.runtime.loading import prepare
+from moorage.runtime.memory import memory_available, processes_memory, tree_size
 from moorage.runtime.pool import MemoryExhausted, WorkerPool
+from moorage.runtime.worker import WorkerSpec
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +62,17 @@ def _error(status: int, kind: str, message: str) -> Response:
 class _Model:
     name: str
     url: str
+    # Set once its first worker is ready; until then the model is loading, not loaded.
     pool: WorkerPool | None = None
+    # Bytes held back from the budget while it loads.
+    reserved: int = 0
+    last_used: float = 0.0
+
+
+async def _measure(pools: Sequence[WorkerPool]) -> list[int]:
+    """Memory of each pool's workers, read off the loop (about 2 ms a process)."""
+    groups = [pool.pids for pool in pools]
+    return await asyncio.to_thread(lambda: [processes_memory(pids) for pids in groups])
 
 
 class Instance:
@@ -49,7 +84,12 @@ class Instance:
         self._single: WorkerPool | None = None
         self._single_failure: str | None = None
         self._models: dict[str, _Model] = {}
+        # Pools still starting: stopped with the instance, though not yet in a _Model.
+        self._starting: set[WorkerPool] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.launcher: Launcher = make_launcher(
+            use_zygote=config.use_zygote, preload=config.preload
+        )
 
     # lifecycle
 
@@ -63,12 +103,7 @@ class Instance:
         assert url is not None
         try:
             spec = await asyncio.to_thread(prepare, url, self.config)
-            pool = WorkerPool(
-                spec,
-                self.config.workers,
-                timeout_s=self.config.timeout_s,
-                queue_size=self.config.queue_size,
-            )
+            pool = self._pool(spec)
             self._single = pool
             await pool.start()
         except MoorageError as exc:
@@ -79,9 +114,20 @@ class Instance:
         for task in list(self._tasks):
             task.cancel()
         pools = [m.pool for m in self._models.values() if m.pool is not None]
+        pools.extend(self._starting)
         if self._single is not None:
             pools.append(self._single)
         await asyncio.gather(*(pool.stop() for pool in pools), return_exceptions=True)
+        await self.launcher.close()
+
+    def _pool(self, spec: WorkerSpec) -> WorkerPool:
+        return WorkerPool(
+            spec,
+            self.config.workers,
+            timeout_s=self.config.timeout_s,
+            queue_size=self.config.queue_size,
+            launcher=self.launcher,
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> "asyncio.Task[Any]":
         task = self.loop.create_task(coro)
@@ -99,6 +145,8 @@ class Instance:
             return self._invoke_single(request)
         if path == "/ping":
             return self._ping()
+        if path == "/memory" and method == "GET":
+            return self._spawn(self._memory())
         if path == "/models" or path.startswith("/models/"):
             if not self.config.multi_model:
                 return _error(404, "NotFound", "This instance serves one model; use /invocations")
@@ -138,12 +186,12 @@ class Instance:
         method = request.method
         if not parts or parts == [""]:
             if method == "GET":
-                return self._list_models(request.query)
+                return self._spawn(self._list_models(request.query))
             if method == "POST":
                 return self._spawn(self._load_model(request.body))
         elif len(parts) == 1:
             if method == "GET":
-                return self._describe_model(parts[0])
+                return self._spawn(self._describe_model(parts[0]))
             if method == "DELETE":
                 return self._spawn(self._unload_model(parts[0]))
         elif len(parts) == 2 and parts[1] == "invoke" and method == "POST":
@@ -152,7 +200,7 @@ class Instance:
 
     # multi-model API
 
-    def _list_models(self, query: str) -> Response:
+    async def _list_models(self, query: str) -> Response:
         params = parse_qs(query)
         try:
             limit = int(params.get("limit", [str(_LIST_LIMIT)])[0])
@@ -160,20 +208,30 @@ class Instance:
         except ValueError:
             return _error(400, "BadRequest", "limit and next_page_token must be integers")
         limit = max(1, min(limit, _LIST_LIMIT))
-        names = sorted(self._models)
-        page = names[start : start + limit]
+        names = sorted(n for n, m in self._models.items() if m.pool is not None)
+        page = [self._models[n] for n in names[start : start + limit]]
+        memory = await _measure([m.pool for m in page if m.pool is not None])
         payload: dict[str, object] = {
-            "models": [{"modelName": n, "modelUrl": self._models[n].url} for n in page]
+            "models": [
+                {
+                    "modelName": m.name,
+                    "modelUrl": m.url,
+                    "memoryBytes": used,
+                    "lastUsed": m.last_used,
+                }
+                for m, used in zip(page, memory, strict=True)
+            ]
         }
         if start + limit < len(names):
             payload["nextPageToken"] = str(start + limit)
         return _json(200, payload)
 
-    def _describe_model(self, name: str) -> Response:
+    async def _describe_model(self, name: str) -> Response:
         model = self._models.get(name)
         if model is None or model.pool is None:
             return _error(404, "ModelNotFoundException", f"Model not found: {name}")
         pool = model.pool
+        (memory,) = await _measure([pool])
         return _json(
             200,
             {
@@ -181,6 +239,21 @@ class Instance:
                 "modelUrl": model.url,
                 "workers": [{"pid": pid} for pid in pool.pids],
                 "readyWorkers": pool.ready_workers,
+                "memoryBytes": memory,
+                "lastUsed": model.last_used,
+            },
+        )
+
+    async def _memory(self) -> Response:
+        loaded = await _measure([m.pool for m in self._models.values() if m.pool is not None])
+        budget = self.config.memory_budget_bytes
+        return _json(
+            200,
+            {
+                "budgetBytes": budget or None,
+                "usedBytes": sum(loaded),
+                "loadedModels": len(loaded),
+                "availableBytes": memory_available(),
             },
         )
 
@@ -191,20 +264,25 @@ class Instance:
         except (ValueError, KeyError, TypeError):
             return _error(400, "BadRequest", 'Body must be {"model_name": ..., "url": ...}')
         if name in self._models:
+            # Also while it loads: the load in progress answers for it, unaffected.
             return _error(409, "Conflict", f"Model {name} is already loaded")
         refusal = self._memory_refusal()
         if refusal is not None:
             return _error(507, "InsufficientStorage", refusal)
         model = self._models[name] = _Model(name, url)
+        pool: WorkerPool | None = None
         try:
-            spec = await asyncio.to_thread(prepare, url, self.config, model_name=name)
-            model.pool = WorkerPool(
-                spec,
-                self.config.workers,
-                timeout_s=self.config.timeout_s,
-                queue_size=self.config.queue_size,
-            )
-            await model.pool.start()
+            started = time.perf_counter()
+            spec, size = await asyncio.to_thread(self._prepare, url, name)
+            prepared = time.perf_counter()
+            refusal = await self._budget_refusal(name, size)
+            if refusal is not None:
+                del self._models[name]
+                return _error(507, "InsufficientStorage", refusal)
+            pool = self._pool(spec)
+            self._starting.add(pool)
+            await pool.start()
+            loaded = time.perf_counter()
         except MemoryExhausted as exc:
             del self._models[name]
             return _error(507, "InsufficientStorage", f"Not enough memory to load {name}: {exc}")
@@ -216,9 +294,30 @@ class Instance:
             return _error(400, "BadRequest", f"Failed to load {name}: {exc}")
         except BaseException:
             self._models.pop(name, None)
+            if pool is not None:
+                self._spawn(pool.stop())
             raise
+        finally:
+            model.reserved = 0
+            if pool is not None:
+                self._starting.discard(pool)
+        model.pool = pool
+        model.last_used = time.time()
         log.info("loaded model %s from %s", name, url)
-        return _json(200, {"status": f"Model {name} loaded"})
+        return _json(
+            200,
+            {
+                "status": f"Model {name} loaded",
+                "downloadSeconds": round(prepared - started, 6),
+                "loadSeconds": round(loaded - prepared, 6),
+            },
+        )
+
+    def _prepare(self, url: str, name: str) -> tuple[WorkerSpec, int]:
+        spec = prepare(url, self.config, model_name=name)
+        # Only needed to estimate the first model's cost, and then only under a budget.
+        size = tree_size(Path(spec.model_dir)) if self.config.memory_budget_bytes else 0
+        return spec, size
 
     def _memory_refusal(self) -> str | None:
         if self.config.max_models and len(self._models) >= self.config.max_models:
@@ -226,6 +325,25 @@ class Instance:
         available = memory_available()
         if available is not None and available < self.config.min_free_bytes:
             return f"only {available // 2**20} MiB of memory is available"
+        return None
+
+    async def _budget_refusal(self, name: str, size: int) -> str | None:
+        """Reserve the new model's estimated memory, or say why it does not fit the budget."""
+        budget = self.config.memory_budget_bytes
+        if not budget:
+            return None
+        loaded = await _measure([m.pool for m in self._models.values() if m.pool is not None])
+        # No await from here on: the check and the reservation are one step for the loop.
+        reserved = sum(m.reserved for m in self._models.values())
+        estimate = sum(loaded) // len(loaded) if loaded else size
+        used = sum(loaded) + reserved
+        if used + estimate > budget:
+            return (
+                f"Loading {name} would pass the memory budget: {used // 2**20} MiB of "
+                f"{budget // 2**20} MiB are used, and it needs about {estimate // 2**20} MiB "
+                "(MOORAGE_MEMORY_BUDGET_MB)"
+            )
+        self._models[name].reserved = estimate
         return None
 
     async def _unload_model(self, name: str) -> Response:
@@ -241,4 +359,5 @@ class Instance:
         model = self._models.get(name)
         if model is None or model.pool is None:
             return _error(404, "ModelNotFoundException", f"Model not found: {name}")
+        model.last_used = time.time()
         return model.pool.submit(request.headers, request.parts, name)

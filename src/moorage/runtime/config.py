@@ -14,6 +14,25 @@ from moorage.errors import ValidationError
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60.0
+# What the zygote imports before forking workers, each only if installed: what inference.py
+# files and the default handlers most often import. Torch is left out: heavy, and a CUDA
+# context must not be made before a fork.
+DEFAULT_PRELOAD = (
+    "numpy",
+    "scipy",
+    "pandas",
+    "joblib",
+    "sklearn",
+    "sklearn.linear_model",
+    "sklearn.ensemble",
+    "sklearn.tree",
+    "xgboost",
+    "lightgbm",
+)
+# A single-model instance loads once and cannot know which of those its model needs; it
+# preloads only what the default handlers use, so a model without scikit-learn neither waits
+# for it nor holds it in memory.
+SINGLE_MODEL_PRELOAD = ("numpy",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +59,14 @@ class RuntimeConfig:
     # or when this many models are loaded already (0: no limit).
     min_free_bytes: int = 256 * 1024 * 1024
     max_models: int = 0
+    # Multi-model: bound on the private memory of all loaded models' workers; a load that would
+    # pass it is refused with 507 (0: no budget).
+    memory_budget_bytes: int = 0
+    # Fork workers from a pre-imported zygote process (else spawn a fresh interpreter each).
+    use_zygote: bool = False
+    # Modules the zygote imports before it forks (MOORAGE_PRELOAD; default: DEFAULT_PRELOAD
+    # in multi-model mode, SINGLE_MODEL_PRELOAD otherwise).
+    preload: tuple[str, ...] = DEFAULT_PRELOAD
     # Set by the moorage server: the instance stops when that process dies, even by SIGKILL.
     parent_pid: int | None = None
 
@@ -52,6 +79,35 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValidationError(f"{name}={raw!r} is not an integer") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValidationError(f"{name}={env[name]!r} is not true or false")
+
+
+def _budget(env: Mapping[str, str]) -> int:
+    megabytes = _int(env, "MOORAGE_MEMORY_BUDGET_MB", 0)
+    if megabytes < 0:
+        raise ValidationError(f"MOORAGE_MEMORY_BUDGET_MB={megabytes} must be 0 (none) or more")
+    return megabytes * 1024 * 1024
+
+
+def _preload(env: Mapping[str, str], is_multi: bool) -> tuple[str, ...]:
+    raw = env.get("MOORAGE_PRELOAD")
+    if raw is None:
+        return DEFAULT_PRELOAD if is_multi else SINGLE_MODEL_PRELOAD
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ValidationError(f"MOORAGE_PRELOAD names {name!r}, which is not a module name")
+    return names
 
 
 def _timeout(env: Mapping[str, str]) -> float:
@@ -119,5 +175,11 @@ def load_config(
         log_level=log_level,
         min_free_bytes=_int(env, "MOORAGE_MIN_FREE_MEMORY_MB", 256) * 1024 * 1024,
         max_models=_int(env, "MOORAGE_MAX_LOADED_MODELS", 0),
+        memory_budget_bytes=_budget(env),
+        # Multi-model instances start workers all the time, so a zygote pays off there; a
+        # single-model instance starts its workers once, and an extra process holding the
+        # preloaded libraries would only add to its memory (MOORAGE_ZYGOTE=on opts in).
+        use_zygote=_bool(env, "MOORAGE_ZYGOTE", is_multi),
+        preload=_preload(env, is_multi),
         parent_pid=_int(env, "MOORAGE_PARENT_PID", 0) or None,
     )

@@ -4,8 +4,6 @@ Runs in the front (off its event loop), once per model, before any worker starts
 workers only import and call ``model_fn``.
 """
 
-from pathlib import Path
-
 from moorage.artifacts import install_requirements, materialize, resolve_code_dir
 from moorage.runtime.config import RuntimeConfig
 from moorage.runtime.worker import WorkerSpec
@@ -31,15 +29,3 @@ def prepare(url: str, config: RuntimeConfig, *, model_name: str | None = None) -
         extra_sys_path=extra_sys_path,
         log_level=config.log_level,
     )
-
-
-def memory_available() -> int | None:
-    """Bytes the kernel could give to a new process without swapping (None off Linux)."""
-    try:
-        with Path("/proc/meminfo").open() as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None

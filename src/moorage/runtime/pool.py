@@ -8,11 +8,9 @@ after a second timeout period.
 """
 
 import asyncio
+import contextlib
 import logging
 import signal
-import socket
-import subprocess
-import sys
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from typing import Any, cast
 from moorage.errors import LoadError
 from moorage.http import Response
 from moorage.runtime import frames
+from moorage.runtime.launcher import Launcher, SpawnLauncher, WorkerProcess
 from moorage.runtime.worker import WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ class _Link(asyncio.Protocol):
     def __init__(self, pool: "WorkerPool", index: int) -> None:
         self.pool = pool
         self.index = index
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: WorkerProcess | None = None
         self.transport: asyncio.Transport | None = None
         self.reader = frames.Reader(self._on_message)
         self.is_ready = False
@@ -124,8 +123,10 @@ class WorkerPool:
         *,
         timeout_s: float,
         queue_size: int,
+        launcher: Launcher | None = None,
     ) -> None:
         self.spec = spec
+        self.launcher = launcher or SpawnLauncher()
         self.size = size
         self.timeout_s = timeout_s
         self.queue_size = queue_size
@@ -230,19 +231,11 @@ class WorkerPool:
             return
         link.reader = frames.Reader(link._on_message)
         link.is_ready = False
-        parent, child = socket.socketpair()
-        try:
-            link.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "moorage.runtime.worker",
-                self.spec.to_json(),
-                str(child.fileno()),
-                pass_fds=(child.fileno(),),
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            child.close()
+        link.process, parent = await self.launcher.launch(self.spec)
+        if self._is_stopping:
+            # Stopped while it started: closing its socket makes it exit.
+            parent.close()
+            return
         await self.loop.connect_accepted_socket(lambda: link, parent)
         log.info("worker %d started (pid %d)", link.index, link.process.pid)
         returncode = await link.process.wait()
@@ -269,7 +262,7 @@ class WorkerPool:
             log.error("model failed to load: %s", error)
         self._settled.set()
 
-    def _on_exit(self, link: _Link, returncode: int) -> None:
+    def _on_exit(self, link: _Link, returncode: int | None) -> None:
         was_ready = link.is_ready
         link.is_ready = False
         link.is_abandoned = False
@@ -323,12 +316,16 @@ class WorkerPool:
                     )
             elif link.is_abandoned and elapsed > 2 * self.timeout_s and link.process:
                 log.warning("worker %d (pid %s) is stuck; killing it", link.index, link.pid)
-                link.process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    link.process.send_signal(signal.SIGKILL)
         interval = min(1.0, self.timeout_s / 4)
         self._sweeper = self.loop.call_later(interval, self._sweep)
 
 
-def _describe_exit(returncode: int) -> str:
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        # Its parent, the zygote, died before it: nobody is left who could learn its status.
+        return "exited (its exit status was lost with the zygote that forked it)"
     if returncode < 0:
         try:
             return f"killed by {signal.Signals(-returncode).name}"

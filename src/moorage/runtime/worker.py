@@ -1,6 +1,7 @@
 """A worker process: loads one model, then answers requests from the front, one at a time.
 
-Started by the front as ``python -m moorage.runtime.worker SPEC_JSON FD``; FD is its end of a
+Forked from the zygote (``zygote.py``), which then calls ``run``, or, where it cannot be,
+started by the front as ``python -m moorage.runtime.worker SPEC_JSON FD``; FD is its end of a
 socket pair. It first sends ``("ready", pid)`` or ``("failed", kind, message)``, then for each
 ``(headers, model_name)`` + body it sends ``(status, content_type, headers)`` + body. No event
 loop and no threads: the front answers ``/ping`` and enforces timeouts, so the worker can spend
