@@ -26,6 +26,12 @@ class ServerConfig:
     startup_timeout_s: float = 240.0
     # SIGTERM, then SIGKILL this many seconds later (spec/CONTAINER.md §1).
     stop_grace_s: float = 30.0
+    # Multi-model endpoints (spec/LIMITS.md §6): a request waiting this long for its model's
+    # load is answered ModelNotReadyException while the load goes on, for up to the timeout.
+    model_load_wait_s: float = 60.0
+    model_load_timeout_s: float = 360.0
+    # Memory each multi-model instance may fill with models; None: from the instance type.
+    memory_budget_mb: int | None = None
 
     @property
     def store_url(self) -> str:
@@ -78,4 +84,7 @@ def load_server_config(
         invocation_timeout_s=_number(env, "MOORAGE_INVOCATION_TIMEOUT", 60.0),
         startup_timeout_s=_number(env, "MOORAGE_STARTUP_TIMEOUT", 240.0),
         stop_grace_s=_number(env, "MOORAGE_STOP_GRACE", 30.0),
+        model_load_wait_s=_number(env, "MOORAGE_MODEL_LOAD_WAIT", 60.0),
+        model_load_timeout_s=_number(env, "MOORAGE_MODEL_LOAD_TIMEOUT", 360.0),
+        memory_budget_mb=int(_number(env, "MOORAGE_MEMORY_BUDGET_MB", 0)) or None,
     )

@@ -7,12 +7,14 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
 from moorage.api.app import ServerApp
 from moorage.api.control_plane import ControlPlane
 from moorage.api.runtime import RuntimeApi
+from moorage.artifacts import materialize
 from moorage.config import ServerConfig
 from moorage.control.reconciler import Reconciler
 from moorage.control.service import ControlService
@@ -20,7 +22,7 @@ from moorage.errors import NotFound, ValidationError
 from moorage.fleet import LocalProcessFleet
 from moorage.http import HttpServer, Limits, malloc
 from moorage.metrics import EndpointMetrics
-from moorage.routing import RoutingTable
+from moorage.routing import ModelLoader, RoutingTable, TargetChecker
 from moorage.store import open_store
 
 log = logging.getLogger("moorage.server")
@@ -63,9 +65,15 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
         ControlPlane(service),
         RuntimeApi(
             table,
+            ModelLoader(
+                TargetChecker(),
+                load_timeout_s=config.model_load_timeout_s,
+                fetch=partial(materialize, cache_dir=config.cache_dir / "models"),
+            ),
             region=config.region,
             account=config.account,
             timeout_s=config.invocation_timeout_s,
+            load_wait_s=config.model_load_wait_s,
         ),
         metrics,
     )

@@ -2,7 +2,7 @@
 
 The hot path. It reads only the in-memory routing table, keeps bodies as bytes, and chains
 futures instead of creating tasks. Header mapping is spec/API.md §6.1 both ways; errors are
-§6.4's.
+§6.4's. Requests for a multi-model variant (``TargetModel``) go through ``multi_model``.
 """
 
 import asyncio
@@ -11,37 +11,49 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Final
 
+from moorage.api._answers import Answers
 from moorage.api.errors import runtime_error
+from moorage.api.multi_model import MultiModelInvoker
 from moorage.contract import (
     CUSTOM_ATTRIBUTES,
     FORWARDED_REQUEST_HEADERS,
     INFERENCE_ID,
-    RELAYED_RESPONSE_HEADERS,
     TARGET_MODEL,
 )
 from moorage.http import Request, Response
-from moorage.http.client import (
-    ClientResponse,
-    UpstreamClosed,
-    UpstreamConnectError,
-    UpstreamTimeout,
+from moorage.http.client import ClientResponse, UpstreamConnectError
+from moorage.routing import (
+    EndpointRoute,
+    InstanceRoute,
+    ModelLoader,
+    RoutingTable,
+    VariantRoute,
 )
-from moorage.routing import EndpointRoute, InstanceRoute, RoutingTable, VariantRoute
 
 TARGET_VARIANT: Final = "x-amzn-sagemaker-target-variant"
 INFERENCE_COMPONENT: Final = "x-amzn-sagemaker-inference-component"
 TARGET_CONTAINER: Final = "x-amzn-sagemaker-target-container-hostname"
-INVOKED_VARIANT: Final = "x-Amzn-Invoked-Production-Variant"
-_HOSTNAME: Final = "primary"
 _MAX_ATTRIBUTES: Final = 1024
 
 
 class RuntimeApi:
-    def __init__(self, table: RoutingTable, *, region: str, account: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        table: RoutingTable,
+        loader: ModelLoader,
+        *,
+        region: str,
+        account: str,
+        timeout_s: float,
+        load_wait_s: float,
+    ) -> None:
         self._table = table
-        self._region = region
         self._account = account
         self._timeout_s = timeout_s
+        self._answers = Answers(region=region, account=account)
+        self._models = MultiModelInvoker(
+            loader, self._answers, timeout_s=timeout_s, load_wait_s=load_wait_s
+        )
 
     def invoke(self, request: Request, endpoint: str) -> "Response | asyncio.Future[Response]":
         started = time.perf_counter()
@@ -57,6 +69,15 @@ class RuntimeApi:
         if problem is not None:
             return runtime_error(400, "ValidationError", problem)
         variant = route.choose(headers.get(TARGET_VARIANT))
+        if variant is not None and variant.multi_model is not None:
+            target = headers[TARGET_MODEL]
+            forwarded = [(name, value) for name, value in headers.items() if name in _FORWARDED]
+            result: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+            self._models.invoke(
+                result, route.name, variant, variant.multi_model, target, forwarded,
+                request.parts, started,
+            )  # fmt: skip
+            return result
         instance = variant.pick() if variant is not None else None
         if variant is None or instance is None:
             return runtime_error(
@@ -66,7 +87,7 @@ class RuntimeApi:
                 "retry shortly.",
             )
         forwarded = [(name, value) for name, value in headers.items() if name in _FORWARDED]
-        result: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        result = asyncio.get_running_loop().create_future()
         self._send(result, route, variant, instance, forwarded, request.parts, started, True)
         return result
 
@@ -89,7 +110,15 @@ class RuntimeApi:
                 f"Endpoint {route.name} is not an inference pipeline in Direct mode; "
                 "do not send TargetContainerHostname."
             )
-        if TARGET_MODEL in headers and not route.is_multi_model:
+        target = headers.get(TARGET_MODEL)
+        if route.is_multi_model:
+            if target is None:
+                return (
+                    f"Endpoint {route.name} is a multi-model endpoint; send TargetModel, the "
+                    "path of the model relative to the model's ModelDataUrl."
+                )
+            return self._models.check_target(target)
+        if target is not None:
             return f"Endpoint {route.name} is not a multi-model endpoint; do not send TargetModel."
         return None
 
@@ -132,79 +161,14 @@ class RuntimeApi:
         instance.outstanding -= 1
         if result.done():
             return
-        finished = time.perf_counter()
-        metrics = variant.metrics
-        exc = upstream.exception()
-        if isinstance(exc, UpstreamConnectError) and may_retry:
+        if may_retry and isinstance(upstream.exception(), UpstreamConnectError):
             # Nothing reached the instance (it just died or is being replaced): another
             # instance of the same variant may take the request.
             other = _another(variant, instance)
             if other is not None:
                 self._send(result, route, variant, other, headers, body, started, False)
                 return
-        metrics.invocations.inc()
-        if variant.instances:
-            metrics.invocations_per_instance.inc(1 / len(variant.instances))
-        model_us = (finished - sent) * 1e6
-        metrics.model_latency.observe(model_us)
-        metrics.overhead_latency.observe(max(0.0, (finished - started) * 1e6 - model_us))
-        if exc is None:
-            answer = upstream.result()
-            if 200 <= answer.status < 300:
-                result.set_result(self._success(answer, variant.name))
-                return
-            status, text = answer.status, answer.body.decode("utf-8", "replace")
-        elif isinstance(exc, UpstreamTimeout):
-            status = 0
-            text = (
-                f"Your invocation timed out while waiting for a response from container "
-                f"{_HOSTNAME}. Review the latency metrics for each container in Amazon "
-                "CloudWatch, resolve the issue, and try again."
-            )
-        elif isinstance(exc, UpstreamConnectError):
-            metrics.errors_5xx.inc()
-            result.set_result(
-                runtime_error(
-                    503,
-                    "ServiceUnavailable",
-                    f"No instance of endpoint {route.name} is reachable; retry shortly.",
-                )
-            )
-            return
-        elif isinstance(exc, UpstreamClosed):
-            status, text = 0, f"The instance closed the connection: {exc}"
-        else:
-            result.set_exception(exc)
-            return
-        metrics.model_errors.inc()
-        (metrics.errors_4xx if 400 <= status < 500 else metrics.errors_5xx).inc()
-        result.set_result(self._model_error(route.name, variant.name, instance, status, text))
-
-    def _success(self, answer: ClientResponse, variant: str) -> Response:
-        headers = [(INVOKED_VARIANT, variant)]
-        for name, value in answer.headers:
-            if name in RELAYED_RESPONSE_HEADERS:
-                headers.append((name, value))
-        return Response(200, answer.body, headers)
-
-    def _model_error(
-        self, endpoint: str, variant: str, instance: InstanceRoute, status: int, text: str
-    ) -> Response:
-        kind = "client" if 400 <= status < 500 else "server"
-        message = (
-            f'Received {kind} error ({status}) from {_HOSTNAME} with message "{text}". See '
-            f"https://{self._region}.console.aws.amazon.com/cloudwatch/home?region="
-            f"{self._region}#logEventViewer:group=/aws/sagemaker/Endpoints/{endpoint} in "
-            f"account {self._account} for more information."
-        )
-        return runtime_error(
-            424,
-            "ModelError",
-            message,
-            OriginalStatusCode=status,
-            OriginalMessage=text,
-            LogStreamArn=instance.log_stream_arn,
-        )
+        self._answers.settle(result, route.name, variant, instance, upstream, started, sent)
 
 
 _FORWARDED: Final = FORWARDED_REQUEST_HEADERS

@@ -12,14 +12,31 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from moorage.config import ServerConfig
-from moorage.domain import Model, ProductionVariant
+from moorage.contract import Env
+from moorage.domain import Model, ModelCacheSetting, ProductionVariant
 from moorage.errors import InstanceUnavailable, MoorageError
-from moorage.fleet import Instance, InstanceSpec, LocalProcessFleet
+from moorage.fleet import (
+    MEMORY_BUDGET_VAR,
+    ImageKind,
+    Instance,
+    InstanceSpec,
+    LocalProcessFleet,
+    classify_image,
+    memory_budget_mb,
+)
 from moorage.http.client import ConnectionPool
 from moorage.metrics import EndpointMetrics
-from moorage.routing import FleetRoute, InstanceRoute, VariantRoute
+from moorage.routing import (
+    FleetRoute,
+    InstanceModels,
+    InstanceRoute,
+    ModelPrefix,
+    MultiModelSource,
+    VariantRoute,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +116,12 @@ class FleetBuilder:
                 variant.variant_name,
                 weight,
                 self._metrics.for_variant(endpoint, variant.variant_name),
+                multi_model=_multi_model_source(model),
             )
+            if route.multi_model is not None:
+                self._metrics.count_loaded_models(
+                    endpoint, variant.variant_name, partial(_loaded_models, route)
+                )
             running[variant.variant_name] = RunningVariant(variant, model, count, route)
         fleet = RunningFleet(
             endpoint,
@@ -124,13 +146,22 @@ class FleetBuilder:
         """Start one instance, wait for it to pass /ping, then put it in the variant's route."""
         container = variant.model.pipeline[0]
         instance_id = uuid.uuid4().hex[:12]
+        environment = dict(container.environment)
+        if container.is_multi_model:
+            environment[MEMORY_BUDGET_VAR] = str(
+                memory_budget_mb(
+                    variant.variant.instance_type,
+                    model_setting=container.environment.get(MEMORY_BUDGET_VAR),
+                    server_setting=self._config.memory_budget_mb,
+                )
+            )
         spec = InstanceSpec(
             endpoint=fleet.endpoint,
             variant=variant.variant.variant_name,
             instance_id=instance_id,
             image=container.image,
             model_data_url=container.model_data_url,
-            environment=dict(container.environment),
+            environment=environment,
             is_multi_model=container.is_multi_model,
         )
         instance = await self._fleet.start(spec)
@@ -146,7 +177,8 @@ class FleetBuilder:
             await self._fleet.stop(instance, grace=2.0)
             raise
         arn = self.log_stream_arn(fleet.endpoint, spec.variant, instance_id)
-        running = RunningInstance(instance, InstanceRoute(instance_id, pool, arn))
+        models = InstanceModels() if container.is_multi_model else None
+        running = RunningInstance(instance, InstanceRoute(instance_id, pool, arn, models=models))
         variant.instances.append(running)
         variant.route.instances.append(running.route)
         running.watcher = asyncio.create_task(self._watch(fleet, variant, running))
@@ -223,6 +255,23 @@ class FleetBuilder:
                 for running in list(variant.instances)
             )
         )
+
+
+def _multi_model_source(model: Model) -> MultiModelSource | None:
+    container = model.pipeline[0]
+    if not container.is_multi_model or container.model_data_url is None:
+        return None
+    workers = container.environment.get(Env.MODEL_SERVER_WORKERS, "")
+    return MultiModelSource(
+        ModelPrefix(container.model_data_url),
+        is_cache_enabled=container.model_cache_setting is ModelCacheSetting.ENABLED,
+        workers=int(workers) if workers.isdigit() and int(workers) > 0 else 1,
+        is_fetched_here=classify_image(container.image) is ImageKind.LOCAL_COMMAND,
+    )
+
+
+def _loaded_models(route: VariantRoute) -> float:
+    return float(sum(len(i.models.loaded) for i in route.instances if i.models is not None))
 
 
 async def _drain(route: InstanceRoute, within: float) -> None:

@@ -17,7 +17,7 @@ from moorage.control import documents
 from moorage.control.fleets import RunningFleet
 from moorage.domain import ENDPOINT_TRANSITIONAL, EndpointStatus, ResourceKind, arn, parse_arn
 from moorage.errors import NotFound, ValidationError
-from moorage.fleet import classify_image
+from moorage.fleet import MEMORY_BUDGET_VAR, classify_image
 from moorage.store import (
     EndpointConfigRecord,
     EndpointRecord,
@@ -79,10 +79,16 @@ class ControlService:
             )
         for container in model.pipeline:
             classify_image(container.image)
-            if container.is_multi_model:
+            if container.is_multi_model and not container.model_data_url:
                 raise ValidationError(
-                    "Multi-model endpoints (Mode=MultiModel) are not supported by the moorage "
-                    "server yet; serve them with `moorage serve-model --multi-model`."
+                    f"Model '{name}' is in MultiModel mode, which needs ModelDataUrl: the "
+                    "prefix (s3://bucket/prefix/ or a folder) that TargetModel paths are under."
+                )
+            budget = container.environment.get(MEMORY_BUDGET_VAR)
+            if budget is not None and not (budget.isdigit() and int(budget) > 0):
+                raise ValidationError(
+                    f"Environment {MEMORY_BUDGET_VAR}={budget!r} of model '{name}' must be a "
+                    "positive whole number of MiB."
                 )
         record = self._store.models.create(name, model_arn, document, model.creation_time)
         self._tag(model_arn, tags)

@@ -1,10 +1,27 @@
-"""Routes: endpoint → fleets → variants (by weight) → instances (fewest outstanding)."""
+"""Routes: endpoint → fleets → variants (by weight) → instances.
+
+A request for a single-model variant goes to the instance with the fewest requests in flight.
+
+A request for a model of a multi-model variant (``TargetModel``) is placed by
+:meth:`VariantRoute.place`:
+
+1. an instance that holds the model loaded, the one with the fewest requests in flight for it;
+   if even that one has ``MultiModelSource.busy_at`` (2 per worker) or more, the model is hot:
+   the request still goes there, and the model is loaded in the background on the instance
+   with the most room among those without it (at most one such spreading load at a time), so
+   later requests have two copies to choose from;
+2. else an instance where the model is being loaded: the request waits for that load, so
+   concurrent first calls load a model once;
+3. else (a cold model) the instance with the most room: the fewest models loaded or loading,
+   then the fewest requests in flight, ties broken at random.
+"""
 
 import random
 from dataclasses import dataclass, field
 
 from moorage.http.client import ConnectionPool
 from moorage.metrics import VariantMetrics
+from moorage.routing.models import InstanceModels, Loading, MultiModelSource
 
 
 @dataclass(eq=False, slots=True)
@@ -13,6 +30,20 @@ class InstanceRoute:
     pool: ConnectionPool
     log_stream_arn: str
     outstanding: int = 0
+    # Multi-model instances only.
+    models: InstanceModels | None = None
+
+
+@dataclass(eq=False, slots=True)
+class Placement:
+    """Where a request for a multi-model target goes (see the module docstring)."""
+
+    instance: InstanceRoute
+    models: InstanceModels
+    is_loaded: bool = False
+    loading: Loading | None = None
+    # A hot model: also load it here, in the background.
+    spread_to: InstanceRoute | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -21,6 +52,7 @@ class VariantRoute:
     weight: float
     metrics: VariantMetrics
     instances: list[InstanceRoute] = field(default_factory=list)
+    multi_model: MultiModelSource | None = None
 
     def pick(self) -> InstanceRoute | None:
         """The instance with the fewest requests in flight; ties go to a random one."""
@@ -36,6 +68,59 @@ class VariantRoute:
             if candidate.outstanding < best.outstanding:
                 best = candidate
         return best
+
+    def place(self, key: str) -> Placement | None:
+        """Where a request for model ``key`` goes (multi-model variants; None: no instance)."""
+        holder: InstanceRoute | None = None
+        holder_models: InstanceModels | None = None
+        in_flight = 0
+        loading_at: InstanceRoute | None = None
+        loading: Loading | None = None
+        for instance in self.instances:
+            models = instance.models
+            if models is None:
+                continue
+            model = models.loaded.get(key)
+            if model is not None:
+                if holder is None or model.in_flight < in_flight:
+                    holder, holder_models, in_flight = instance, models, model.in_flight
+            elif loading is None:
+                loading = models.loading.get(key)
+                if loading is not None:
+                    loading_at = instance
+        if holder is not None:
+            assert holder_models is not None
+            spread_to = None
+            source = self.multi_model
+            if loading is None and source is not None and in_flight >= source.busy_at:
+                spread_to = self._roomiest(key)
+            return Placement(holder, holder_models, is_loaded=True, spread_to=spread_to)
+        if loading is not None:
+            assert loading_at is not None
+            assert loading_at.models is not None
+            return Placement(loading_at, loading_at.models, loading=loading)
+        roomiest = self._roomiest(key)
+        if roomiest is None:
+            return None
+        assert roomiest.models is not None
+        return Placement(roomiest, roomiest.models)
+
+    def _roomiest(self, key: str) -> InstanceRoute | None:
+        """Among instances without model ``key``: fewest models, then fewest requests."""
+        candidates = [
+            i
+            for i in self.instances
+            if i.models is not None and key not in i.models.loaded and key not in i.models.loading
+        ]
+        if not candidates:
+            return None
+        random.shuffle(candidates)
+        return min(candidates, key=_room_order)
+
+
+def _room_order(instance: InstanceRoute) -> tuple[int, int]:
+    assert instance.models is not None
+    return instance.models.size, instance.outstanding
 
 
 @dataclass(eq=False, slots=True)
