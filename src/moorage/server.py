@@ -1,6 +1,7 @@
 """The composition root of ``moorage server``: build every part from ServerConfig, run, stop."""
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import shutil
@@ -11,6 +12,7 @@ from functools import partial
 from importlib import resources
 from pathlib import Path
 
+from moorage.api import validation
 from moorage.api.app import ServerApp
 from moorage.api.control_plane import ControlPlane
 from moorage.api.runtime import RuntimeApi
@@ -44,7 +46,6 @@ def check_binding(host: str) -> None:
 
 async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     check_binding(config.host)
-    malloc.tune()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = await asyncio.to_thread(open_store, config.store_url)
     metrics = EndpointMetrics()
@@ -61,8 +62,15 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     service = ControlService(
         store, config, wake=lambda: loop.call_soon_threadsafe(reconciler.wake), fleets=reconciler
     )
+    control_plane = ControlPlane(service)
+    # Start-up work allocates and frees a lot (botocore's model above all); hand that memory
+    # back before raising malloc's thresholds keeps it for the bodies of the hot path.
+    await asyncio.to_thread(validation.load, control_plane.operations)
+    gc.collect()
+    malloc.trim()
+    malloc.tune()
     app = ServerApp(
-        ControlPlane(service),
+        control_plane,
         RuntimeApi(
             table,
             ModelLoader(

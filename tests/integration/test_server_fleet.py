@@ -245,9 +245,12 @@ def test_server_killed_and_restarted_serves_again(tmp_path, artifacts):
     data = tmp_path / "data"
     with running_server(data) as first:
         sm = first.client("sagemaker")
-        endpoint = create_endpoint(
-            sm, create_config(sm, variant("AllTraffic", create_model(sm, artifacts["iris"])))
-        )
+        model = create_model(sm, artifacts["iris"])
+        config = create_config(sm, variant("AllTraffic", model))
+        endpoint = create_endpoint(sm, config)
+        # SageMaker lets both go while the endpoint serves; it must not notice, restarts too.
+        sm.delete_endpoint_config(EndpointConfigName=config)
+        sm.delete_model(ModelName=model)
         orphans = _instance_pids(first.process.pid)
         first.kill()
     # Instances die with the server that started them.

@@ -254,3 +254,12 @@ def test_demo_endpoint_of_the_main_command(tmp_path):
         )
         assert json.loads(answer["Body"].read()) == pytest.approx([7.1])
         assert "invoke_endpoint" in server.log_text()
+
+
+def test_every_answer_carries_a_request_id(sm, runtime, artifacts):
+    name = deploy(sm, artifacts["iris"])
+    answer = runtime.invoke_endpoint(EndpointName=name, ContentType="application/json", Body=ROWS)
+    described = sm.describe_endpoint(EndpointName=name)
+    ids = {answer["ResponseMetadata"]["RequestId"], described["ResponseMetadata"]["RequestId"]}
+    assert len(ids) == 2
+    assert all(ids)

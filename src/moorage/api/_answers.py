@@ -10,7 +10,7 @@ import time
 from typing import Final
 
 from moorage import errors
-from moorage.api.errors import runtime_error
+from moorage.api.errors import request_id, runtime_error
 from moorage.contract import RELAYED_RESPONSE_HEADERS
 from moorage.http import Response
 from moorage.http.client import (
@@ -107,7 +107,7 @@ class Answers:
             result.set_exception(exc)
 
     def success(self, answer: ClientResponse, variant: str) -> Response:
-        headers = [(INVOKED_VARIANT, variant)]
+        headers = [(INVOKED_VARIANT, variant), ("x-amzn-RequestId", request_id())]
         for name, value in answer.headers:
             if name in RELAYED_RESPONSE_HEADERS:
                 headers.append((name, value))

@@ -96,6 +96,11 @@ class ControlPlane:
             "DeleteTags": self.delete_tags,
         }
 
+    @property
+    def operations(self) -> frozenset[str]:
+        """The SageMaker operations this adapter serves."""
+        return frozenset(self._operations)
+
     async def handle(self, request: Request) -> Response:
         prefix, _, name = request.headers.get("x-amz-target", "").partition(".")
         operation = self._operations.get(name) if prefix == "SageMaker" else None

@@ -5,6 +5,7 @@ the same ``NotFound`` is a ``ValidationException`` on the control plane and a
 ``ValidationError`` on the runtime, which is why the mapping lives here and not in the classes.
 """
 
+import itertools
 import json
 import uuid
 from typing import Any, Final
@@ -40,8 +41,14 @@ RUNTIME_ERRORS: Final[dict[type[errors.MoorageError], tuple[int, str]]] = {
 }
 
 
+# Request ids: unique per server run without a uuid4 per request on the invocation path.
+_RUN = uuid.uuid4().hex[:12]
+_sequence = itertools.count(1)
+
+
 def request_id() -> str:
-    return str(uuid.uuid4())
+    """A value for ``x-amzn-RequestId``, which botocore hands back as ResponseMetadata."""
+    return f"{_RUN}-{next(_sequence):012x}"
 
 
 def lookup(

@@ -28,8 +28,10 @@ Choices where AWS's behaviour is not a wire contract:
 """
 
 import datetime as dt
-import functools
+import json
 import math
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -70,17 +72,81 @@ def validate_input(operation: str, params: Mapping[str, Any]) -> None:
         raise ValidationError(f"{count} validation {noun} detected: " + "; ".join(violations))
 
 
-@functools.cache
+_model: Any = None
+_names: frozenset[str] = frozenset()
+
+
+def load(operations: Iterable[str] | None = None) -> None:
+    """Load botocore's SageMaker model, keeping only the shapes ``operations`` reach.
+
+    The whole model is some 5 MB of JSON for hundreds of operations; a server validates a few
+    dozen, so it calls this once at start with the operations it serves. The model is then
+    parsed and cut down in a child process: parsed here, it would leave ~10 MiB of fragmented
+    heap behind in a long-running server. Without a call, the whole model loads on first use.
+    """
+    global _model, _names
+    from botocore.model import ServiceModel
+
+    if operations is None:
+        raw = _raw_model()
+        _names = frozenset(raw["operations"])
+    else:
+        command = [sys.executable, "-c", _CHILD, *sorted(operations)]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        reduced = json.loads(output)
+        raw, _names = reduced["model"], frozenset(reduced["names"])
+    _model = ServiceModel(raw, service_name=_SERVICE)
+
+
+_CHILD = "import sys; from moorage.api.validation import print_reduced; print_reduced(sys.argv[1:])"
+
+
+def print_reduced(operations: Sequence[str]) -> None:
+    """Print the model cut down to ``operations``, and every operation name (see ``load``)."""
+    raw = _raw_model()
+    kept = {name: raw["operations"][name] for name in operations if name in raw["operations"]}
+    model = {
+        "metadata": raw["metadata"],
+        "operations": kept,
+        "shapes": _reachable(raw["shapes"], kept.values()),
+    }
+    json.dump({"names": sorted(raw["operations"]), "model": model}, sys.stdout)
+
+
+def _raw_model() -> dict[str, Any]:
+    # Imported here: only the control plane needs botocore's model.
+    from botocore.loaders import Loader
+
+    raw: dict[str, Any] = Loader().load_service_model(_SERVICE, "service-2")
+    return raw
+
+
+def _reachable(
+    shapes: Mapping[str, Any], operations: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    pending = [op["input"]["shape"] for op in operations if "input" in op]
+    while pending:
+        name = pending.pop()
+        if name in found:
+            continue
+        shape = found[name] = shapes[name]
+        refs = [m["shape"] for m in shape.get("members", {}).values()]
+        refs += [shape[k]["shape"] for k in ("member", "key", "value") if k in shape]
+        pending.extend(refs)
+    return found
+
+
 def _service_model() -> Any:
-    # Imported here: loading the model costs ~50 ms and only the control plane needs it.
-    import botocore.session
+    if _model is None:
+        load()
+    return _model
 
-    return botocore.session.get_session().get_service_model(_SERVICE)
 
-
-@functools.cache
 def _operation_names() -> frozenset[str]:
-    return frozenset(_service_model().operation_names)
+    if _model is None:
+        load()
+    return _names
 
 
 def _check(shape: Any, value: Any, path: str) -> Iterator[str]:

@@ -19,6 +19,7 @@ from moorage.domain import (
     RoutingStrategy,
     ServerlessConfig,
 )
+from moorage.store import DocumentRecord
 
 Document = Mapping[str, Any]
 
@@ -81,3 +82,33 @@ def endpoint_config(name: str, arn: str, created: datetime, document: Document) 
         creation_time=created,
         production_variants=tuple(variant(v) for v in document.get("ProductionVariants", ())),
     )
+
+
+def snapshot(config: DocumentRecord, models: Mapping[str, DocumentRecord]) -> dict[str, Any]:
+    """An endpoint config and its models as of now, kept in the endpoint's desired state."""
+
+    def entry(record: DocumentRecord) -> dict[str, Any]:
+        return {
+            "Name": record.name,
+            "Arn": record.arn,
+            "CreationTime": record.creation_time.isoformat(),
+            "Document": dict(record.document),
+        }
+
+    return {
+        "EndpointConfig": entry(config),
+        "Models": {name: entry(record) for name, record in models.items()},
+    }
+
+
+def unsnapshot(resolved: Document) -> tuple[DocumentRecord, dict[str, DocumentRecord]]:
+    def record(entry: Document) -> DocumentRecord:
+        return DocumentRecord(
+            name=entry["Name"],
+            arn=entry["Arn"],
+            creation_time=datetime.fromisoformat(entry["CreationTime"]),
+            document=entry["Document"],
+        )
+
+    models = {name: record(entry) for name, entry in resolved.get("Models", {}).items()}
+    return record(resolved["EndpointConfig"]), models

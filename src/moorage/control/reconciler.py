@@ -20,7 +20,7 @@ from moorage.errors import MoorageError
 from moorage.fleet import LocalProcessFleet
 from moorage.metrics import EndpointMetrics
 from moorage.routing import EndpointRoute, RoutingTable
-from moorage.store import EndpointRecord, Store
+from moorage.store import DocumentRecord, EndpointRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,17 @@ class Reconciler:
     # building blocks
 
     async def _variants(
-        self, config_name: str, desired: dict[str, Any]
+        self, config_name: str, desired: dict[str, Any], resolved: dict[str, Any] | None
     ) -> list[tuple[ProductionVariant, Model, float, int]]:
-        config_record = await asyncio.to_thread(self._store.endpoint_configs.get, config_name)
+        """What to run: from the endpoint's snapshot of its config and models when it has one
+        (so deleting them later, as SageMaker allows, changes nothing), else from the store."""
+        config_record: DocumentRecord | None
+        model_records: dict[str, DocumentRecord]
+        if resolved is not None:
+            config_record, model_records = documents.unsnapshot(resolved)
+        else:
+            config_record = await asyncio.to_thread(self._store.endpoint_configs.get, config_name)
+            model_records = {}
         if config_record is None:
             raise FleetFailed(f'Could not find endpoint configuration "{config_name}".')
         config = documents.endpoint_config(
@@ -132,7 +140,9 @@ class Reconciler:
         )
         result = []
         for variant in config.production_variants:
-            model_record = await asyncio.to_thread(self._store.models.get, variant.model_name)
+            model_record = model_records.get(variant.model_name) or await asyncio.to_thread(
+                self._store.models.get, variant.model_name
+            )
             if model_record is None:
                 raise FleetFailed(f'Could not find model "{variant.model_name}".')
             model = documents.model(
@@ -146,9 +156,13 @@ class Reconciler:
         return result
 
     async def _build(
-        self, record: EndpointRecord, config_name: str, desired: dict[str, Any]
+        self,
+        record: EndpointRecord,
+        config_name: str,
+        desired: dict[str, Any],
+        resolved: dict[str, Any] | None,
     ) -> RunningFleet:
-        variants = await self._variants(config_name, desired)
+        variants = await self._variants(config_name, desired, resolved)
         return await self._builder.build(record.name, config_name, variants)
 
     def _install(self, record: EndpointRecord, fleet: RunningFleet) -> None:
@@ -166,7 +180,9 @@ class Reconciler:
 
     async def _create(self, record: EndpointRecord) -> None:
         try:
-            fleet = await self._build(record, record.endpoint_config_name, _desired(record))
+            fleet = await self._build(
+                record, record.endpoint_config_name, _desired(record), _resolved(record)
+            )
         except MoorageError as exc:
             log.error("endpoint %s failed: %s", record.name, exc)
             await self._set_status(record, S.CREATING, S.FAILED, failure_reason=str(exc))
@@ -178,7 +194,9 @@ class Reconciler:
     async def _restore(self, record: EndpointRecord) -> None:
         """After a restart: bring back the fleet of an endpoint that was serving."""
         try:
-            fleet = await self._build(record, record.endpoint_config_name, _desired(record))
+            fleet = await self._build(
+                record, record.endpoint_config_name, _desired(record), _resolved(record)
+            )
         except MoorageError as exc:
             log.error("endpoint %s could not be restored: %s", record.name, exc)
             await self._set_status(record, record.status, S.FAILED, failure_reason=str(exc))
@@ -233,7 +251,10 @@ class Reconciler:
         settled = {k: v for k, v in record.document.items() if k != "Pending"}
         try:
             green = await self._build(
-                record, record.pending_config_name, pending.get("Variants", {})
+                record,
+                record.pending_config_name,
+                pending.get("Variants", {}),
+                pending.get("Resolved"),
             )
         except MoorageError as exc:
             log.error("update of %s failed; keeping the current fleet: %s", record.name, exc)
@@ -266,6 +287,7 @@ class Reconciler:
                 **settled,
                 "Variants": pending.get("Variants", {}),
                 "DeploymentConfig": deployment,
+                "Resolved": pending.get("Resolved"),
             },
         )
         termination_wait = _termination_wait(deployment)
@@ -300,6 +322,11 @@ class Reconciler:
             *(self._builder.stop(f) for f in self._fleets.values()), return_exceptions=True
         )
         self._fleets.clear()
+
+
+def _resolved(record: EndpointRecord) -> dict[str, Any] | None:
+    resolved = record.document.get("Resolved")
+    return dict(resolved) if resolved else None
 
 
 def _desired(record: EndpointRecord) -> dict[str, Any]:

@@ -158,7 +158,10 @@ class ControlService:
         name = document["EndpointName"]
         config = self.endpoint_config(document["EndpointConfigName"])
         endpoint_arn = self.arn(ResourceKind.ENDPOINT, name)
-        state: dict[str, Any] = {"Variants": _initial_variants(config)}
+        state: dict[str, Any] = {
+            "Variants": _initial_variants(config),
+            "Resolved": self._snapshot(config),
+        }
         if document.get("DeploymentConfig"):
             state["DeploymentConfig"] = document["DeploymentConfig"]
         record = self._store.endpoints.create(
@@ -171,6 +174,12 @@ class ControlService:
         self._tag(endpoint_arn, tags)
         self._wake()
         return record
+
+    def _snapshot(self, config: EndpointConfigRecord) -> dict[str, Any]:
+        """The config and its models as the endpoint will run them: later deletes of either
+        (which SageMaker allows) do not change a deployed endpoint, across restarts too."""
+        names = {v["ModelName"] for v in config.document.get("ProductionVariants", ())}
+        return documents.snapshot(config, {name: self.model(name) for name in sorted(names)})
 
     def endpoint(self, name: str) -> EndpointRecord:
         record = self._store.endpoints.get(name)
@@ -210,7 +219,11 @@ class ControlService:
         if deployment is None and params.get("RetainDeploymentConfig"):
             deployment = record.document.get("DeploymentConfig")
         state = dict(record.document)
-        state["Pending"] = {"Variants": variants, "DeploymentConfig": deployment}
+        state["Pending"] = {
+            "Variants": variants,
+            "DeploymentConfig": deployment,
+            "Resolved": self._snapshot(config),
+        }
         if not self._store.endpoints.set_status(
             record.name,
             S.IN_SERVICE,
