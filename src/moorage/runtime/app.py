@@ -47,6 +47,8 @@ from moorage.runtime.worker import WorkerSpec
 log = logging.getLogger(__name__)
 
 _LIST_LIMIT = 100
+_MODELS_PREFIX = "/models/"
+_INVOKE = "/invoke"
 
 
 def _json(status: int, payload: object) -> Response:
@@ -139,6 +141,11 @@ class Instance:
 
     def handle(self, request: Request) -> "Response | asyncio.Future[Response]":
         path, method = request.path, request.method
+        # The two invocation routes first: every other route is rare.
+        if method == "POST" and path.startswith(_MODELS_PREFIX) and path.endswith(_INVOKE):
+            name = path[len(_MODELS_PREFIX) : -len(_INVOKE)]
+            if self.config.multi_model and name and "/" not in name:
+                return self._invoke_model(unquote(name) if "%" in name else name, request)
         if path == "/invocations":
             if method != "POST":
                 return Response.text(405, "Use POST for /invocations")
