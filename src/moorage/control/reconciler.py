@@ -179,29 +179,28 @@ class Reconciler:
     # operations
 
     async def _create(self, record: EndpointRecord) -> None:
+        if await self._bring_up(record) and not await self._set_status(
+            record, S.CREATING, S.IN_SERVICE
+        ):
+            await self._stop_fleet(_key(record.name))
+
+    async def _restore(self, record: EndpointRecord) -> None:
+        """After a restart: bring back the fleet of an endpoint that was serving."""
+        await self._bring_up(record)
+
+    async def _bring_up(self, record: EndpointRecord) -> bool:
+        """Build and route the fleet of the endpoint's current config; on failure the endpoint
+        is Failed with the reason."""
         try:
             fleet = await self._build(
                 record, record.endpoint_config_name, _desired(record), _resolved(record)
             )
         except MoorageError as exc:
             log.error("endpoint %s failed: %s", record.name, exc)
-            await self._set_status(record, S.CREATING, S.FAILED, failure_reason=str(exc))
-            return
-        self._install(record, fleet)
-        if not await self._set_status(record, S.CREATING, S.IN_SERVICE):
-            await self._stop_fleet(_key(record.name))
-
-    async def _restore(self, record: EndpointRecord) -> None:
-        """After a restart: bring back the fleet of an endpoint that was serving."""
-        try:
-            fleet = await self._build(
-                record, record.endpoint_config_name, _desired(record), _resolved(record)
-            )
-        except MoorageError as exc:
-            log.error("endpoint %s could not be restored: %s", record.name, exc)
             await self._set_status(record, record.status, S.FAILED, failure_reason=str(exc))
-            return
+            return False
         self._install(record, fleet)
+        return True
 
     def _needs_healing(self, key: str) -> bool:
         fleet = self._fleets[key]
