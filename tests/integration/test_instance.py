@@ -256,3 +256,13 @@ def test_model_from_s3(iris, tmp_path, s3_endpoint):
     url = "s3://instance-models/iris/model.tar.gz"
     with running_instance(url, tmp_path, env=env) as instance:
         assert json.loads(instance.invoke(json.dumps(IRIS_ROWS).encode()).data) == [0, 2]
+
+
+def test_scripts_written_for_the_inference_toolkit_run_unchanged(tmp_path):
+    with running_instance(model_dir("toolkit_imports", tmp_path / "m"), tmp_path) as instance:
+        response = instance.invoke(b"[[1, 2], [3, 4]]", Accept="application/json")
+        assert response.status == 200
+        assert json.loads(response.data) == [3, 7]
+        refused = instance.invoke(b"[1, 2]")
+        assert refused.status == 422
+        assert b"expected rows of numbers" in refused.data
