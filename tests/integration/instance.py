@@ -62,6 +62,49 @@ def pump_output(stream, sink: list[str], ready: threading.Event, found: list[str
     ready.set()
 
 
+@dataclass
+class Listening:
+    process: subprocess.Popen[str]
+    url: str
+    output: list[str]
+
+
+@contextmanager
+def listening_process(
+    command: list[str], env: dict[str, str], *, stop_wait: float
+) -> Iterator[Listening]:
+    """Start ``command`` in its own session, wait for its "listening on URL" line, and on exit
+    SIGTERM it, then SIGKILL its whole group if it is still there after ``stop_wait`` s."""
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    ready, found = threading.Event(), []
+    pump = threading.Thread(
+        target=pump_output, args=(process.stdout, output, ready, found), daemon=True
+    )
+    pump.start()
+    try:
+        if not ready.wait(30) or not found:
+            raise AssertionError(f"{command[2:4]} did not start:\n" + "".join(output))
+        yield Listening(process, found[0], output)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(stop_wait)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        pump.join(5)
+        process.stdout.close()
+
+
 @contextmanager
 def running_instance(
     path: str | Path | None,
@@ -76,33 +119,8 @@ def running_instance(
         command.append(str(path))
     command += ["--port", "0", "--cache-dir", str(tmp_path / "cache"), *args]
     full_env = {**os.environ, "SAGEMAKER_MODEL_SERVER_WORKERS": "1", **(env or {})}
-    process = subprocess.Popen(
-        command,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    output: list[str] = []
-    ready, found = threading.Event(), []
-    pump = threading.Thread(
-        target=pump_output, args=(process.stdout, output, ready, found), daemon=True
-    )
-    pump.start()
-    try:
-        if not ready.wait(30) or not found:
-            raise AssertionError("instance did not start:\n" + "".join(output))
-        instance = Instance(process, found[0], output)
+    with listening_process(command, full_env, stop_wait=15) as started:
+        instance = Instance(started.process, started.url, started.output)
         if wait_ready:
             instance.wait_ready()
         yield instance
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        pump.join(5)
-        process.stdout.close()

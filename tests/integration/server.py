@@ -1,10 +1,8 @@
 """Start a real ``moorage server`` subprocess and talk to it with boto3, as a user does."""
 
 import os
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,7 +11,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from tests.integration.instance import pump_output
+from tests.integration.instance import listening_process
 
 REGION = "us-east-1"
 # Any credentials work against a server bound to loopback with no keys configured.
@@ -51,30 +49,6 @@ def running_server(
     data_dir: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
 ) -> Iterator[Server]:
     command = [sys.executable, "-m", "moorage", "server", "--port", "0", "--data-dir"]
-    process = subprocess.Popen(
-        [*command, str(data_dir), *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    ready, found = threading.Event(), []
-    pump = threading.Thread(
-        target=pump_output, args=(process.stdout, output, ready, found), daemon=True
-    )
-    pump.start()
-    try:
-        if not ready.wait(30) or not found:
-            raise AssertionError("server did not start:\n" + "".join(output))
-        yield Server(process, found[0], data_dir, output)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(40)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        pump.join(5)
-        process.stdout.close()
+    env = {**os.environ, **(env or {})}
+    with listening_process([*command, str(data_dir), *args], env, stop_wait=40) as started:
+        yield Server(started.process, started.url, data_dir, started.output)
