@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -215,6 +216,16 @@ def test_worker_killed_mid_request_answers_error_and_is_replaced(slow_instance, 
     assert b"SIGKILL" in result[0].data
     response = wait_until(lambda: _ok(slow_instance.invoke(b'{"sleep": 0}')), timeout=30)
     assert json.loads(response.data)["pid"] != pid
+
+
+def test_worker_still_busy_after_twice_the_timeout_is_replaced(slow_instance):
+    pid = json.loads(slow_instance.invoke(b'{"sleep": 0}').data)["pid"]
+    started = time.monotonic()
+    assert slow_instance.invoke(b'{"sleep": 60}').status == 504
+    # The worker ends itself at twice the timeout (4 s), long before its sleep would end.
+    response = wait_until(lambda: _ok(slow_instance.invoke(b'{"sleep": 0}')), timeout=30)
+    assert json.loads(response.data)["pid"] != pid
+    assert time.monotonic() - started < 30
 
 
 def _ok(response):

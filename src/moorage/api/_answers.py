@@ -55,7 +55,7 @@ class Answers:
             if 200 <= answer.status < 300:
                 result.set_result(self.success(answer, variant.name))
                 return
-            status, text = answer.status, answer.body.decode("utf-8", "replace")
+            status, text = answer.status, bytes(answer.body).decode("utf-8", "replace")
         elif isinstance(exc, UpstreamTimeout):
             status = 0
             text = (

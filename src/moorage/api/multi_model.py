@@ -199,9 +199,7 @@ class MultiModelInvoker:
     def _send(self, call: _Call, instance: InstanceRoute, model: LoadedModel) -> None:
         instance.outstanding += 1
         sent = time.perf_counter()
-        upstream = instance.pool.request(
-            "POST", f"/models/{call.key}/invoke", call.headers, call.body, timeout=self._timeout_s
-        )
+        upstream = instance.invoke(call.key, call.headers, call.body, self._timeout_s)
         upstream.add_done_callback(partial(self._on_answer, call, instance, model, sent))
 
     def _on_answer(
@@ -222,6 +220,7 @@ class MultiModelInvoker:
             models = instance.models
             if models is not None and models.loaded.get(model.key) is model:
                 del models.loaded[model.key]
+                instance.forget(model.key)
                 models.notify()
             call.is_retry = True
             self._place(call)
@@ -253,4 +252,4 @@ def _is_not_loaded(upstream: "asyncio.Future[ClientResponse]") -> bool:
     if upstream.exception() is not None:
         return False
     answer = upstream.result()
-    return answer.status == 404 and _NOT_FOUND_TYPE in answer.body
+    return answer.status == 404 and _NOT_FOUND_TYPE in bytes(answer.body)

@@ -135,9 +135,7 @@ class RuntimeApi:
     ) -> None:
         instance.outstanding += 1
         sent = time.perf_counter()
-        upstream = instance.pool.request(
-            "POST", "/invocations", headers, body, timeout=self._timeout_s
-        )
+        upstream = instance.invoke(None, headers, body, self._timeout_s)
         upstream.add_done_callback(
             partial(
                 self._on_answer, result, route, variant, instance, headers, body, started, sent,

@@ -1,6 +1,8 @@
 """The SageMaker container contract, shared by the server and the instance runtime.
 
-Names only: environment variables, paths, headers and limits of spec/CONTAINER.md. No I/O.
+``names``: environment variables, paths, headers and limits of spec/CONTAINER.md.
+``frames``: the private framing spoken to the built-in runtime's workers, by its front and,
+for invocations, by the server.
 """
 
 from moorage.contract.names import (

@@ -178,7 +178,12 @@ class FleetBuilder:
             raise
         arn = self.log_stream_arn(fleet.endpoint, spec.variant, instance_id)
         models = InstanceModels() if container.is_multi_model else None
-        running = RunningInstance(instance, InstanceRoute(instance_id, pool, arn, models=models))
+        route = InstanceRoute(
+            instance_id, pool, arn, models=models, worker_sockets=instance.worker_sockets
+        )
+        if models is None:
+            await route.connect_workers()
+        running = RunningInstance(instance, route)
         variant.instances.append(running)
         variant.route.instances.append(running.route)
         running.watcher = asyncio.create_task(self._watch(fleet, variant, running))
@@ -202,7 +207,7 @@ class FleetBuilder:
             if answer is not None:
                 if answer.status == 200:
                     return
-                reason = _ping_reason(answer.body)
+                reason = _ping_reason(bytes(answer.body))
                 if reason is not None:
                     raise FleetFailed(
                         f"The primary container for production variant {variant} cannot serve "
@@ -230,7 +235,7 @@ class FleetBuilder:
             code,
         )
         self._detach(variant, running)
-        await running.route.pool.close()
+        await running.route.close()
         self._on_instance_exit(fleet.endpoint)
 
     def _detach(self, variant: RunningVariant, running: RunningInstance) -> None:
@@ -244,7 +249,7 @@ class FleetBuilder:
         running.is_stopping = True
         self._detach(variant, running)
         await _drain(running.route, self._config.invocation_timeout_s)
-        await running.route.pool.close()
+        await running.route.close()
         await self._fleet.stop(running.instance)
 
     async def stop(self, fleet: RunningFleet) -> None:

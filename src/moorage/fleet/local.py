@@ -8,6 +8,7 @@ descendants, plus the model's ``Environment``.
 
 import asyncio
 import contextlib
+import glob
 import logging
 import os
 import signal
@@ -43,6 +44,9 @@ class Instance:
     log_path: Path
     unix_socket: str | None = None
     port: int | None = None
+    # The built-in runtime's workers listen on sockets named from this prefix
+    # (``contract.frames.worker_socket``), where invocations go without the front's hop.
+    worker_sockets: str | None = None
 
     @property
     def pid(self) -> int:
@@ -78,6 +82,7 @@ class LocalProcessFleet:
         workdir.mkdir(parents=True, exist_ok=True)
         env["SAGEMAKER_BASE_DIR"] = str(workdir)
         unix_socket: str | None = None
+        worker_sockets: str | None = None
         port: int | None = None
         if classify_image(spec.image) is ImageKind.LOCAL_COMMAND:
             assert spec.image is not None
@@ -89,10 +94,12 @@ class LocalProcessFleet:
                 env["MOORAGE_MODEL_DATA_URL"] = spec.model_data_url
         else:
             unix_socket = str(self._runtime_dir / f"{spec.instance_id}.sock")
+            worker_sockets = str(self._runtime_dir / spec.instance_id)
             command = [sys.executable, "-m", "moorage.runtime"]
             if spec.model_data_url and not spec.is_multi_model:
                 command.append(spec.model_data_url)
-            command += ["--unix-socket", unix_socket, "--cache-dir", str(self._cache_dir)]
+            command += ["--unix-socket", unix_socket, "--worker-sockets", worker_sockets]
+            command += ["--cache-dir", str(self._cache_dir)]
             if spec.is_multi_model:
                 command.append("--multi-model")
         with path.open("ab") as stream:
@@ -113,7 +120,7 @@ class LocalProcessFleet:
             spec.variant,
             process.pid,
         )
-        return Instance(spec, process, path, unix_socket, port)
+        return Instance(spec, process, path, unix_socket, port, worker_sockets)
 
     async def stop(self, instance: Instance, grace: float | None = None) -> None:
         """SIGTERM the instance's process group, SIGKILL it if it is still there after grace."""
@@ -128,9 +135,13 @@ class LocalProcessFleet:
         # Workers left behind by a killed front are in the same group.
         _signal_group(process.pid, signal.SIGKILL)
         await process.wait()
-        if instance.unix_socket:
+        leftovers = [instance.unix_socket] if instance.unix_socket else []
+        if instance.worker_sockets:
+            # Those of workers killed with their instance.
+            leftovers += glob.glob(f"{glob.escape(instance.worker_sockets)}.*")
+        for leftover in leftovers:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(instance.unix_socket)
+                os.unlink(leftover)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

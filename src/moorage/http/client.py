@@ -58,11 +58,14 @@ class UpstreamTimeout(UpstreamError):
 
 @dataclass(slots=True)
 class ClientResponse:
-    """``headers`` in arrival order, names lower-cased; repeated headers stay separate."""
+    """``headers`` in arrival order, names lower-cased; repeated headers stay separate.
+
+    ``body`` may be a view of a larger buffer, so that a large answer is relayed uncopied.
+    """
 
     status: int
     headers: list[tuple[str, str]]
-    body: bytes
+    body: bytes | memoryview
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or None."""

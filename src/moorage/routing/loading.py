@@ -88,6 +88,7 @@ class ModelLoader:
         assert models is not None
         if models.loaded.get(model.key) is model:
             del models.loaded[model.key]
+        instance.forget(model.key)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         models.unloading[model.key] = done
@@ -216,7 +217,7 @@ class _Attempt:
 
     def record(self, answer: ClientResponse) -> None:
         took = time.perf_counter() - self.sent
-        timings = _json(answer.body)
+        timings = _json(bytes(answer.body))
         download = timings.get("downloadSeconds")
         load = timings.get("loadSeconds")
         metrics = self.metrics
@@ -295,7 +296,8 @@ def _json(body: bytes) -> dict[str, Any]:
 
 def _message(answer: ClientResponse) -> str:
     """The instance's error message: MMS's ``{"message": ...}`` shape, else the body."""
-    message = _json(answer.body).get("message")
+    body = bytes(answer.body)
+    message = _json(body).get("message")
     if isinstance(message, str):
         return message
-    return answer.body.decode("utf-8", "replace").strip() or f"HTTP {answer.status}"
+    return body.decode("utf-8", "replace").strip() or f"HTTP {answer.status}"

@@ -16,12 +16,16 @@ A request for a model of a multi-model variant (``TargetModel``) is placed by
    then the fewest requests in flight, ties broken at random.
 """
 
+import asyncio
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from moorage.http.client import ConnectionPool
+from moorage.contract import frames
+from moorage.http.client import ClientResponse, ConnectionPool
 from moorage.metrics import VariantMetrics
 from moorage.routing.models import InstanceModels, Loading, MultiModelSource
+from moorage.routing.workers import WorkerChannels
 
 
 @dataclass(eq=False, slots=True)
@@ -32,6 +36,53 @@ class InstanceRoute:
     outstanding: int = 0
     # Multi-model instances only.
     models: InstanceModels | None = None
+    # The built-in runtime's workers listen on sockets named from this prefix.
+    worker_sockets: str | None = None
+    # Direct connections to the workers of each model (None: the single model).
+    workers: dict[str | None, WorkerChannels] = field(default_factory=dict)
+
+    def invoke(
+        self,
+        model_key: str | None,
+        headers: Sequence[tuple[str, str]],
+        body: Sequence[bytes],
+        timeout: float,
+    ) -> "asyncio.Future[ClientResponse]":
+        """Send an invocation straight to a worker where one is connected, else to the front."""
+        channels = self._channels(model_key)
+        if channels is not None:
+            channel = channels.pick()
+            if channel is not None:
+                return channels.request(channel, headers, model_key, body, timeout)
+        path = "/invocations" if model_key is None else f"/models/{model_key}/invoke"
+        return self.pool.request("POST", path, headers, body, timeout=timeout)
+
+    async def connect_workers(self, model_key: str | None = None) -> None:
+        """Open direct connections to the workers listening now, so the next request uses one."""
+        channels = self._channels(model_key)
+        if channels is not None:
+            await channels.connect()
+
+    def _channels(self, model_key: str | None) -> WorkerChannels | None:
+        if self.worker_sockets is None:
+            return None
+        channels = self.workers.get(model_key)
+        if channels is None:
+            stem = frames.worker_socket_stem(self.worker_sockets, model_key)
+            channels = self.workers[model_key] = WorkerChannels(stem)
+        return channels
+
+    def forget(self, model_key: str) -> None:
+        """Close the direct connections to a model that is unloaded."""
+        channels = self.workers.pop(model_key, None)
+        if channels is not None:
+            channels.close()
+
+    async def close(self) -> None:
+        for channels in self.workers.values():
+            channels.close()
+        self.workers.clear()
+        await self.pool.close()
 
 
 @dataclass(eq=False, slots=True)

@@ -129,6 +129,7 @@ class Instance:
             timeout_s=self.config.timeout_s,
             queue_size=self.config.queue_size,
             launcher=self.launcher,
+            socket_prefix=self.config.worker_sockets,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> "asyncio.Task[Any]":

@@ -55,15 +55,18 @@ def parse_media_type(value: str) -> MediaType:
     return MediaType(essence.strip().lower(), charset)
 
 
-def prepare_input(body: bytes, content_type: str) -> str | bytes:
-    """The body as a user's ``input_fn`` receives it: str for JSON and CSV, bytes otherwise."""
+def prepare_input(body: bytes | bytearray, content_type: str) -> str | bytes:
+    """The body as a user's ``input_fn`` receives it: str for JSON and CSV, bytes otherwise.
+
+    A large body arrives as a bytearray (read in place); text is decoded from it directly.
+    """
     media = parse_media_type(content_type)
     if media.essence not in TEXT_INPUT_TYPES:
-        return body
+        return body if isinstance(body, bytes) else bytes(body)
     return _text(body, media)
 
 
-def _text(body: str | bytes, media: MediaType) -> str:
+def _text(body: str | bytes | bytearray, media: MediaType) -> str:
     if isinstance(body, str):
         return body
     charset = media.charset or "utf-8"

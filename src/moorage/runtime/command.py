@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache-dir", help="where archives are unpacked (default ~/.cache/moorage)"
     )
+    parser.add_argument(
+        "--worker-sockets",
+        metavar="PREFIX",
+        help="also let each worker listen on a Unix socket named PREFIX.w<N> (PREFIX.m<hash>.w<N> "
+        "per model), where the moorage server sends invocations without the front's hop",
+    )
 
 
 def example_model() -> str:
@@ -54,6 +60,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             workers=args.workers,
             multi_model=args.multi_model,
             cache_dir=args.cache_dir,
+            worker_sockets=args.worker_sockets,
         )
     except ValidationError as exc:
         print(f"moorage: {exc}", file=sys.stderr)

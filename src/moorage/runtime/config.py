@@ -67,6 +67,9 @@ class RuntimeConfig:
     # Modules the zygote imports before it forks (MOORAGE_PRELOAD; default: DEFAULT_PRELOAD
     # in multi-model mode, SINGLE_MODEL_PRELOAD otherwise).
     preload: tuple[str, ...] = DEFAULT_PRELOAD
+    # Set by the moorage server: each worker also listens on a Unix socket named from this
+    # prefix (``contract.frames.worker_socket``), where the server sends invocations directly.
+    worker_sockets: str | None = None
     # Set by the moorage server: the instance stops when that process dies, even by SIGKILL.
     parent_pid: int | None = None
 
@@ -138,6 +141,7 @@ def load_config(
     workers: int | None = None,
     multi_model: bool | None = None,
     cache_dir: str | None = None,
+    worker_sockets: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> RuntimeConfig:
     env = os.environ if env is None else env
@@ -181,5 +185,6 @@ def load_config(
         # preloaded libraries would only add to its memory (MOORAGE_ZYGOTE=on opts in).
         use_zygote=_bool(env, "MOORAGE_ZYGOTE", is_multi),
         preload=_preload(env, is_multi),
+        worker_sockets=worker_sockets,
         parent_pid=_int(env, "MOORAGE_PARENT_PID", 0) or None,
     )

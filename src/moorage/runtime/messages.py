@@ -7,9 +7,13 @@ from moorage.contract import ACCEPT, CONTENT_TYPE
 
 @dataclass(slots=True)
 class InferenceRequest:
-    """``headers`` maps lower-cased header names to values, as received from the client."""
+    """``headers`` maps lower-cased header names to values, as received from the client.
 
-    body: bytes
+    A large ``body`` is a bytearray, read in place; ``codecs.prepare_input`` hands user code
+    bytes.
+    """
+
+    body: bytes | bytearray
     headers: dict[str, str] = field(default_factory=dict)
     model_name: str | None = None
 

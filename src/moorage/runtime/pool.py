@@ -3,22 +3,28 @@
 Requests go to an idle worker, or wait in a bounded FIFO queue. A worker that dies is
 replaced (with backoff if it keeps dying) and its in-flight request is answered with an error.
 A prediction slower than the timeout is answered 504 at once; the worker is left to finish
-(user code cannot be interrupted safely) and is killed and replaced only if it is still busy
-after a second timeout period.
+(user code cannot be interrupted safely) and ends itself if it is still busy after a second
+timeout period (see ``worker.py``), to be replaced.
+
+With a socket prefix, each worker also listens on a socket of its own
+(``frames.worker_socket``), where the moorage server sends invocations without this hop; the
+pool still starts, watches and replaces the worker.
 """
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
 import signal
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
+from moorage.contract import frames
 from moorage.errors import LoadError
 from moorage.http import Response
-from moorage.runtime import frames
 from moorage.runtime.launcher import Launcher, SpawnLauncher, WorkerProcess
 from moorage.runtime.worker import WorkerSpec
 
@@ -44,15 +50,14 @@ class _Pending:
     body: Sequence[bytes]
 
 
-class _Link(asyncio.Protocol):
+class _Link(frames.FramedProtocol):
     """The front's end of one worker's socket, and that worker's process."""
 
     def __init__(self, pool: "WorkerPool", index: int) -> None:
+        super().__init__()
         self.pool = pool
         self.index = index
         self.process: WorkerProcess | None = None
-        self.transport: asyncio.Transport | None = None
-        self.reader = frames.Reader(self._on_message)
         self.is_ready = False
         # Requests sent to the worker, oldest (the one it is running) first.
         self.inflight: deque[asyncio.Future[Response]] = deque()
@@ -61,35 +66,15 @@ class _Link(asyncio.Protocol):
         # The oldest request was answered 504 while the worker still runs it.
         self.is_abandoned = False
         self.crashes = 0
-        self.outbox: list[bytes] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
 
     def send(self, pending: _Pending) -> None:
         assert self.transport is not None
         if not self.inflight:
             self.head_started = self.pool.loop.time()
         self.inflight.append(pending.future)
-        if not self.outbox:
-            self.pool.loop.call_soon(self._flush)
-        self.outbox.extend(frames.pack((pending.headers, pending.model_name), pending.body))
+        self.write((pending.headers, pending.model_name), pending.body)
 
-    def _flush(self) -> None:
-        # One write for every request sent in this loop iteration: fewer system calls and
-        # fewer wake-ups of the worker under load.
-        outbox, self.outbox = self.outbox, []
-        if self.transport is not None:
-            self.transport.writelines(outbox)
-
-    def _on_message(self, meta: Any, body: bytes | memoryview) -> None:
+    def on_message(self, meta: Any, body: bytes | memoryview) -> None:
         if not self.is_ready:
             self.pool.on_hello(self, meta)
             return
@@ -124,8 +109,10 @@ class WorkerPool:
         timeout_s: float,
         queue_size: int,
         launcher: Launcher | None = None,
+        socket_prefix: str | None = None,
     ) -> None:
-        self.spec = spec
+        self.spec = dataclasses.replace(spec, timeout_s=timeout_s)
+        self.socket_prefix = socket_prefix
         self.launcher = launcher or SpawnLauncher()
         self.size = size
         self.timeout_s = timeout_s
@@ -195,6 +182,8 @@ class WorkerPool:
             if link.transport is not None:
                 link.transport.close()
         await asyncio.gather(*(self._reap(link) for link in self._links))
+        for link in self._links:
+            self._unlink_socket(link)
         for task in list(self._tasks):
             task.cancel()
 
@@ -229,9 +218,9 @@ class WorkerPool:
             await asyncio.sleep(delay)
         if self._is_stopping:
             return
-        link.reader = frames.Reader(link._on_message)
+        link.reader = frames.Reader(link.on_message)
         link.is_ready = False
-        link.process, parent = await self.launcher.launch(self.spec)
+        link.process, parent = await self.launcher.launch(self._spec_for(link))
         if self._is_stopping:
             # Stopped while it started: closing its socket makes it exit.
             parent.close()
@@ -240,6 +229,18 @@ class WorkerPool:
         log.info("worker %d started (pid %d)", link.index, link.process.pid)
         returncode = await link.process.wait()
         self._on_exit(link, returncode)
+
+    def _spec_for(self, link: _Link) -> WorkerSpec:
+        if self.socket_prefix is None:
+            return self.spec
+        path = frames.worker_socket(self.socket_prefix, self.spec.model_name, link.index)
+        return dataclasses.replace(self.spec, listen=path)
+
+    def _unlink_socket(self, link: _Link) -> None:
+        spec = self._spec_for(link)
+        if spec.listen is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(spec.listen)
 
     def on_hello(self, link: _Link, meta: Any) -> None:
         if meta[0] == "ready":
@@ -268,6 +269,8 @@ class WorkerPool:
         link.is_abandoned = False
         cause = _describe_exit(returncode)
         link.fail_inflight(Response.text(500, f"The worker serving this request died: {cause}"))
+        # Direct connections to it see the end of their stream; new ones must not find it.
+        self._unlink_socket(link)
         if self._is_stopping:
             return
         if not was_ready and not self.has_loaded:
@@ -314,10 +317,6 @@ class WorkerPool:
                             "(SAGEMAKER_MODEL_SERVER_TIMEOUT)",
                         )
                     )
-            elif link.is_abandoned and elapsed > 2 * self.timeout_s and link.process:
-                log.warning("worker %d (pid %s) is stuck; killing it", link.index, link.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    link.process.send_signal(signal.SIGKILL)
         interval = min(1.0, self.timeout_s / 4)
         self._sweeper = self.loop.call_later(interval, self._sweep)
 
@@ -326,6 +325,11 @@ def _describe_exit(returncode: int | None) -> str:
     if returncode is None:
         # Its parent, the zygote, died before it: nobody is left who could learn its status.
         return "exited (its exit status was lost with the zygote that forked it)"
+    if returncode == -signal.SIGALRM:
+        return (
+            "stopped itself: it was still running a request after twice the timeout "
+            "(SAGEMAKER_MODEL_SERVER_TIMEOUT)"
+        )
     if returncode < 0:
         try:
             return f"killed by {signal.Signals(-returncode).name}"

@@ -1,29 +1,40 @@
-"""A worker process: loads one model, then answers requests from the front, one at a time.
+"""A worker process: loads one model, then answers requests one at a time.
 
 Forked from the zygote (``zygote.py``), which then calls ``run``, or, where it cannot be,
 started by the front as ``python -m moorage.runtime.worker SPEC_JSON FD``; FD is its end of a
-socket pair. It first sends ``("ready", pid)`` or ``("failed", kind, message)``, then for each
-``(headers, model_name)`` + body it sends ``(status, content_type, headers)`` + body. No event
-loop and no threads: the front answers ``/ping`` and enforces timeouts, so the worker can spend
-its whole time in the model. It exits when the front closes the socket.
+socket pair. It first sends ``("ready", pid)`` or ``("failed", kind, message)``, then answers
+the requests of ``contract.frames`` that arrive on that socket pair and, when the spec names a
+socket to listen on, on the moorage server's direct connections, taking the peers in turn.
+
+No event loop and no threads: the front answers ``/ping``, answers 504 at the timeout and
+replaces a worker that dies, so the worker spends its whole time in the model. It exits when
+the front closes the socket pair.
 """
 
+import contextlib
 import json
 import logging
+import marshal
 import os
+import selectors
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any
 
+from moorage.contract import frames
+from moorage.contract.frames import HEAD
 from moorage.errors import LoadError
 from moorage.http import malloc
-from moorage.runtime import frames
-from moorage.runtime.messages import InferenceRequest
+from moorage.runtime.messages import InferenceRequest, InferenceResponse
 
 log = logging.getLogger("moorage.worker")
+
+# Reads of the small buffer; a body larger than this is read into a buffer of its own.
+_READ_SIZE = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +48,10 @@ class WorkerSpec:
     model_name: str | None = None
     extra_sys_path: tuple[str, ...] = ()
     log_level: int = logging.INFO
+    # The Unix socket the server may connect to directly (``frames.worker_socket``).
+    listen: str | None = None
+    # SAGEMAKER_MODEL_SERVER_TIMEOUT; 0: none.
+    timeout_s: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -51,8 +66,10 @@ class WorkerSpec:
 def run(spec: WorkerSpec, fd: int) -> int:
     # Ctrl-C reaches the whole process group; the front decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A request still running after twice the timeout ends the process (see _Server.answer).
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
     malloc.tune()
-    sock = socket.socket(fileno=fd)
+    front = socket.socket(fileno=fd)
     # Imported here so that a failing import of numpy or user code is reported as a load error.
     from moorage.runtime.handlers import Handler
 
@@ -68,18 +85,187 @@ def run(spec: WorkerSpec, fd: int) -> int:
     except (LoadError, MemoryError) as exc:
         kind = "memory" if isinstance(exc, MemoryError) or _is_memory(exc) else "load"
         log.error("model load failed: %s", exc)
-        frames.send(sock, ("failed", kind, str(exc) or type(exc).__name__))
+        _send(front, ("failed", kind, str(exc) or type(exc).__name__))
         return 3
-    frames.send(sock, ("ready", os.getpid()))
-    stream = cast(BinaryIO, sock.makefile("rb", buffering=256 * 1024))
-    invoke = handler.invoke
-    while True:
-        message = frames.receive(stream)
-        if message is None:
-            return 0
-        (headers, model_name), body = message
-        response = invoke(InferenceRequest(body, headers, model_name))
-        frames.send(sock, (response.status, response.content_type, response.headers), response.body)
+    listener = _listen(spec.listen) if spec.listen else None
+    _send(front, ("ready", os.getpid()))
+    _Server(front, listener, handler.invoke, 2 * spec.timeout_s).run()
+    return 0
+
+
+def _listen(path: str) -> socket.socket | None:
+    """The socket the server's direct connections arrive on; None if it cannot be made."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # left by the worker this one replaces
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        listener.listen(16)
+    except OSError as exc:
+        # Requests still arrive through the front; only the shortcut is lost.
+        log.warning("cannot listen on %s (%s); serving through the front only", path, exc)
+        listener.close()
+        return None
+    return listener
+
+
+class _Channel:
+    """One peer's connection: the front's socket pair, or a direct connection of the server.
+
+    Blocking reads into a small buffer; a large body is read straight into a buffer of its
+    size, so it is copied once out of the kernel and never again.
+    """
+
+    __slots__ = ("buffer", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def fill(self) -> bool:
+        """One read from the socket; False when the peer has closed it."""
+        data = self.sock.recv(_READ_SIZE)
+        if not data:
+            return False
+        self.buffer += data
+        return True
+
+    def next(self) -> tuple[Any, bytes | bytearray] | None:
+        """The next whole message, reading the rest of a large body if it has begun; else None."""
+        buffer = self.buffer
+        if len(buffer) < HEAD.size:
+            return None
+        meta_size, body_size = HEAD.unpack_from(buffer)
+        body_start = HEAD.size + meta_size
+        end = body_start + body_size
+        if len(buffer) < end and (body_size <= _READ_SIZE or len(buffer) < body_start):
+            return None
+        meta = marshal.loads(bytes(buffer[HEAD.size : body_start]))
+        body: bytes | bytearray
+        if len(buffer) >= end:
+            body = bytes(buffer[body_start:end])
+            del buffer[:end]
+            return meta, body
+        body = bytearray(body_size)
+        have = len(buffer) - body_start
+        body[:have] = buffer[body_start:]
+        buffer.clear()
+        view = memoryview(body)
+        while have < body_size:
+            received = self.sock.recv_into(view[have:], body_size - have, socket.MSG_WAITALL)
+            if not received:
+                raise ConnectionResetError("the peer closed the connection mid-message")
+            have += received
+        view.release()
+        return meta, body
+
+
+class _Server:
+    """Answers requests from the front and from the server's direct connections, in turn."""
+
+    def __init__(
+        self,
+        front: socket.socket,
+        listener: socket.socket | None,
+        invoke: Callable[[InferenceRequest], InferenceResponse],
+        limit_s: float,
+    ) -> None:
+        self.front = _Channel(front)
+        self.channels = [self.front]
+        self.listener = listener
+        self.invoke = invoke
+        self.limit_s = limit_s
+        self.selector: selectors.BaseSelector | None = None
+        if listener is not None:
+            self.selector = selectors.DefaultSelector()
+            self.selector.register(front, selectors.EVENT_READ, self.front)
+            self.selector.register(listener, selectors.EVENT_READ, None)
+
+    def run(self) -> None:
+        """Serve until the front closes its socket."""
+        while True:
+            answered = False
+            for channel in self.channels:
+                message = self._next(channel)
+                if message is not None:
+                    self.answer(channel, *message)
+                    answered = True
+            if answered:
+                continue
+            for channel in self._readable():
+                if not channel.fill():
+                    if channel is self.front:
+                        return
+                    self._drop(channel)
+
+    def answer(self, channel: _Channel, meta: Any, body: bytes | bytearray) -> None:
+        headers, model_name = meta
+        if self.limit_s:
+            # User code cannot be interrupted safely. The front has answered 504 at the
+            # timeout; if the request still runs at twice that, SIGALRM's default action
+            # ends the process, even inside native code, and the front replaces it.
+            signal.setitimer(signal.ITIMER_REAL, self.limit_s)
+        response = self.invoke(InferenceRequest(body, headers, model_name))
+        if self.limit_s:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        meta = (response.status, response.content_type, response.headers)
+        try:
+            _send(channel.sock, meta, response.body)
+        except OSError:
+            # A direct connection the server closed (it gave up on the request); the front's
+            # own socket failing means the front is gone, which the next read tells.
+            if channel is not self.front:
+                self._drop(channel)
+
+    def _next(self, channel: _Channel) -> tuple[Any, bytes | bytearray] | None:
+        try:
+            return channel.next()
+        except OSError:
+            if channel is self.front:
+                raise
+            self._drop(channel)
+            return None
+
+    def _readable(self) -> list[_Channel]:
+        if self.selector is None:
+            return self.channels  # only the front: block reading it
+        ready = []
+        for key, _ in self.selector.select():
+            if key.data is None:
+                self._accept()
+            else:
+                ready.append(key.data)
+        return ready
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        assert self.selector is not None
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        channel = _Channel(sock)
+        self.channels.append(channel)
+        self.selector.register(sock, selectors.EVENT_READ, channel)
+
+    def _drop(self, channel: _Channel) -> None:
+        if channel in self.channels:
+            self.channels.remove(channel)
+            assert self.selector is not None
+            self.selector.unregister(channel.sock)
+            channel.sock.close()
+
+
+def _send(sock: socket.socket, meta: Any, body: bytes = b"") -> None:
+    """Blocking send of one message, without joining the body into a new buffer."""
+    views = [memoryview(part) for part in frames.pack(meta, body) if part]
+    while views:
+        sent = sock.sendmsg(views)
+        while views and sent >= len(views[0]):
+            sent -= len(views[0])
+            views.pop(0)
+        if views and sent:
+            views[0] = views[0][sent:]
 
 
 def _is_memory(exc: BaseException) -> bool:

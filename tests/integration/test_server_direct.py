@@ -1,0 +1,152 @@
+"""Invocations go from the server straight to the built-in runtime's workers.
+
+The instance's front stays the supervisor (it starts, watches and replaces workers), but a
+request does not pass through it: these tests freeze the front with SIGSTOP and invoke anyway.
+"""
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.builders import model_dir, pack
+from tests.integration.instance import wait_until
+from tests.integration.test_server_fleet import create_config, create_endpoint, variant
+from tests.integration.test_server_lifecycle import SKLEARN_IMAGE, unique
+
+# Longer than the server's rescan interval for worker sockets (routing/workers.py).
+RESCAN_S = 1.2
+
+
+@pytest.fixture(scope="module")
+def quick_runtime(server):
+    """A client that gives up soon: a request stuck behind a frozen front fails the test."""
+    return server.client("sagemaker-runtime", read_timeout=10)
+
+
+@pytest.fixture(scope="module")
+def slow_endpoint(sm, tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("slow")
+    archive = pack(model_dir("slow", root / "slow"), root / "slow.tar.gz")
+    name = unique("m")
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={
+            "Image": SKLEARN_IMAGE,
+            "ModelDataUrl": f"file://{archive}",
+            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
+        },
+    )
+    return create_endpoint(sm, create_config(sm, variant("A", name)))
+
+
+@pytest.fixture(scope="module")
+def multi_model_endpoint(sm, tmp_path_factory) -> str:
+    prefix = tmp_path_factory.mktemp("prefix")
+    pack(model_dir("slow", tmp_path_factory.mktemp("m") / "slow"), prefix / "slow.tar.gz")
+    name = unique("m")
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={
+            "Image": SKLEARN_IMAGE,
+            "ModelDataUrl": str(prefix),
+            "Mode": "MultiModel",
+        },
+    )
+    return create_endpoint(sm, create_config(sm, variant("A", name)))
+
+
+def worker_pid(runtime, endpoint: str, body: dict | None = None, **kwargs) -> int:
+    """Invoke the slow model (``body``: its sleep and marker) and return the worker's pid."""
+    answer = runtime.invoke_endpoint(
+        EndpointName=endpoint,
+        ContentType="application/json",
+        Body=json.dumps(body or {"sleep": 0}).encode(),
+        **kwargs,
+    )
+    return json.loads(answer["Body"].read())["pid"]
+
+
+def front_of(worker: int) -> int:
+    """The instance front that started ``worker`` (for multi-model, through its zygote)."""
+    pid = worker
+    while True:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if cmdline[1:3] == [b"-m", b"moorage.runtime"]:
+            return pid
+
+
+@contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_invocations_do_not_pass_through_the_front(quick_runtime, slow_endpoint):
+    worker = worker_pid(quick_runtime, slow_endpoint)
+    with frozen(front_of(worker)):
+        assert {worker_pid(quick_runtime, slow_endpoint) for _ in range(20)} == {worker}
+
+
+def test_worker_killed_mid_request_is_a_model_error_and_is_replaced(
+    quick_runtime, slow_endpoint, tmp_path
+):
+    worker = worker_pid(quick_runtime, slow_endpoint)
+    front = front_of(worker)
+    marker = tmp_path / "started"
+    errors: list[Exception] = []
+
+    def slow_call() -> None:
+        try:
+            worker_pid(quick_runtime, slow_endpoint, {"sleep": 30, "marker": str(marker)})
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=slow_call)
+    thread.start()
+    wait_until(marker.exists)
+    os.kill(worker, signal.SIGKILL)
+    thread.join()
+    (error,) = errors
+    assert isinstance(error, quick_runtime.exceptions.ModelError)
+    assert error.response["OriginalStatusCode"] == 500
+    assert "exited before answering" in error.response["OriginalMessage"]
+
+    replacement = wait_until(lambda: _other(quick_runtime, slow_endpoint, worker), timeout=60)
+    # The server finds the replacement's socket as requests come, and stops using the front.
+    worker_pid(quick_runtime, slow_endpoint)
+    time.sleep(RESCAN_S)
+    worker_pid(quick_runtime, slow_endpoint)
+    time.sleep(0.3)
+    with frozen(front):
+        assert worker_pid(quick_runtime, slow_endpoint) == replacement
+
+
+def test_multi_model_invocations_do_not_pass_through_the_front(quick_runtime, multi_model_endpoint):
+    worker = worker_pid(quick_runtime, multi_model_endpoint, TargetModel="slow.tar.gz")
+    # The first call after a load may go through the front while the server connects.
+    worker_pid(quick_runtime, multi_model_endpoint, TargetModel="slow.tar.gz")
+    time.sleep(0.3)
+    with frozen(front_of(worker)):
+        for _ in range(10):
+            pid = worker_pid(quick_runtime, multi_model_endpoint, TargetModel="slow.tar.gz")
+            assert pid == worker
+
+
+def _other(runtime, endpoint: str, old: int) -> int | None:
+    try:
+        pid = worker_pid(runtime, endpoint)
+    except runtime.exceptions.ModelError:
+        return None
+    return pid if pid != old else None
