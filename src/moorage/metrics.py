@@ -2,8 +2,8 @@
 
 Names and dimensions are SageMaker's own (``Invocations{EndpointName, VariantName}``), so
 dashboards and alarms written for CloudWatch translate one to one. Latencies are histograms in
-microseconds, SageMaker's unit. The invocation path holds per-variant children, resolved once
-when a route is built, so recording costs a few attribute lookups.
+microseconds, SageMaker's unit. The invocation path holds its variant's ``VariantMetrics``,
+resolved once when a route is built; prometheus_client renders them at each scrape.
 
 Multi-model endpoints add ``ModelLoadingWaitTime``, ``ModelDownloadingTime``,
 ``ModelLoadingTime``, ``ModelUnloadingTime`` (histograms, µs), ``ModelCacheHit`` (a summary of
@@ -12,10 +12,19 @@ its Average) and ``LoadedModelCount`` (a gauge: models loaded on the variant's i
 as CloudWatch's Sum statistic of the per-instance metric).
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+from prometheus_client import CollectorRegistry, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    SummaryMetricFamily,
+)
+from prometheus_client.utils import floatToGoString
 
 _DIMENSIONS = ("EndpointName", "VariantName")
 # Microseconds, from 100 µs to 60 s.
@@ -30,139 +39,165 @@ _LOAD_BUCKETS = (
 )  # fmt: skip
 
 
-class EndpointMetrics:
-    """The registry behind ``/metrics``; one per server."""
+class Count:
+    """A counter, or with ``set_function`` a gauge read at each scrape."""
+
+    __slots__ = ("read", "value")
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.invocations = Counter(
-            "Invocations", "InvokeEndpoint requests sent to the model", _DIMENSIONS, registry=r
-        )
-        self.invocations_per_instance = Counter(
-            "InvocationsPerInstance",
-            "Invocations divided by the variant's instance count",
-            _DIMENSIONS,
-            registry=r,
-        )
-        self.errors_4xx = Counter(
-            "Invocation4XXErrors", "Requests answered with a 4xx status", _DIMENSIONS, registry=r
-        )
-        self.errors_5xx = Counter(
-            "Invocation5XXErrors", "Requests answered with a 5xx status", _DIMENSIONS, registry=r
-        )
-        self.model_errors = Counter(
-            "InvocationModelErrors",
-            "Model calls that did not answer 2xx (errors, timeouts, broken connections)",
-            _DIMENSIONS,
-            registry=r,
-        )
-        self.model_latency = Histogram(
-            "ModelLatency",
-            "Microseconds waited on the model container",
-            _DIMENSIONS,
-            unit="microseconds",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.overhead_latency = Histogram(
-            "OverheadLatency",
-            "Microseconds of the request not spent in the model container",
-            _DIMENSIONS,
-            unit="microseconds",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.model_loading_wait_time = self._load_histogram(
-            "ModelLoadingWaitTime", "Microseconds a request waited for its model to be loaded"
-        )
-        self.model_downloading_time = self._load_histogram(
-            "ModelDownloadingTime", "Microseconds an instance took to download a model's data"
-        )
-        self.model_loading_time = self._load_histogram(
-            "ModelLoadingTime", "Microseconds an instance took to load a model (the Load call)"
-        )
-        self.model_unloading_time = self._load_histogram(
-            "ModelUnloadingTime", "Microseconds an instance took to unload a model"
-        )
-        self.model_cache_hit = Summary(
-            "ModelCacheHit",
-            "1 per request whose model was already loaded, 0 per request that waited for a load",
-            _DIMENSIONS,
-            registry=r,
-        )
-        self.loaded_model_count = Gauge(
-            "LoadedModelCount",
-            "Models loaded on the variant's instances",
-            _DIMENSIONS,
-            registry=r,
-        )
+        self.value = 0.0
+        self.read: Callable[[], float] | None = None
 
-    def _load_histogram(self, name: str, documentation: str) -> Histogram:
-        return Histogram(
-            name,
-            documentation,
-            _DIMENSIONS,
-            unit="microseconds",
-            buckets=_LOAD_BUCKETS,
-            registry=self.registry,
-        )
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
 
-    def count_loaded_models(self, endpoint: str, variant: str, count: Callable[[], float]) -> None:
-        """Report ``count()`` as the variant's LoadedModelCount, read at each scrape."""
-        self.loaded_model_count.labels(endpoint, variant).set_function(count)
 
-    def for_variant(self, endpoint: str, variant: str) -> "VariantMetrics":
-        labels = (endpoint, variant)
-        return VariantMetrics(
-            invocations=self.invocations.labels(*labels),
-            invocations_per_instance=self.invocations_per_instance.labels(*labels),
-            errors_4xx=self.errors_4xx.labels(*labels),
-            errors_5xx=self.errors_5xx.labels(*labels),
-            model_errors=self.model_errors.labels(*labels),
-            model_latency=self.model_latency.labels(*labels),
-            overhead_latency=self.overhead_latency.labels(*labels),
-            model_loading_wait_time=self.model_loading_wait_time.labels(*labels),
-            model_downloading_time=self.model_downloading_time.labels(*labels),
-            model_loading_time=self.model_loading_time.labels(*labels),
-            model_unloading_time=self.model_unloading_time.labels(*labels),
-            model_cache_hit=self.model_cache_hit.labels(*labels),
-        )
+class Distribution:
+    """A histogram (``bounds`` given) or a summary (sum and count only)."""
 
-    def forget(self, endpoint: str, variant: str) -> None:
-        """Drop a deleted variant's series."""
-        for metric in (
-            self.invocations,
-            self.invocations_per_instance,
-            self.errors_4xx,
-            self.errors_5xx,
-            self.model_errors,
-            self.model_latency,
-            self.overhead_latency,
-            self.model_loading_wait_time,
-            self.model_downloading_time,
-            self.model_loading_time,
-            self.model_unloading_time,
-            self.model_cache_hit,
-            self.loaded_model_count,
-        ):
-            try:
-                metric.remove(endpoint, variant)
-            except KeyError:
-                pass
+    __slots__ = ("bounds", "buckets", "count", "total")
+
+    def __init__(self, bounds: tuple[int, ...] = ()) -> None:
+        self.bounds = bounds
+        # One per bound (value <= bound, not cumulative), then one for +Inf.
+        self.buckets = [0] * (len(bounds) + 1)
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        if self.bounds:
+            self.buckets[bisect_left(self.bounds, value)] += 1
 
 
 @dataclass(frozen=True, slots=True)
 class VariantMetrics:
-    invocations: Counter
-    invocations_per_instance: Counter
-    errors_4xx: Counter
-    errors_5xx: Counter
-    model_errors: Counter
-    model_latency: Histogram
-    overhead_latency: Histogram
-    model_loading_wait_time: Histogram
-    model_downloading_time: Histogram
-    model_loading_time: Histogram
-    model_unloading_time: Histogram
-    model_cache_hit: Summary
+    """One variant's series. Plain numbers, updated by the event loop thread alone: recording
+    costs an attribute update, not a lock (prometheus_client's own metrics take ~1 µs each)."""
+
+    invocations: Count = field(default_factory=Count)
+    invocations_per_instance: Count = field(default_factory=Count)
+    errors_4xx: Count = field(default_factory=Count)
+    errors_5xx: Count = field(default_factory=Count)
+    model_errors: Count = field(default_factory=Count)
+    model_latency: Distribution = field(default_factory=lambda: Distribution(_LATENCY_BUCKETS))
+    overhead_latency: Distribution = field(default_factory=lambda: Distribution(_LATENCY_BUCKETS))
+    model_loading_wait_time: Distribution = field(
+        default_factory=lambda: Distribution(_LOAD_BUCKETS)
+    )
+    model_downloading_time: Distribution = field(
+        default_factory=lambda: Distribution(_LOAD_BUCKETS)
+    )
+    model_loading_time: Distribution = field(default_factory=lambda: Distribution(_LOAD_BUCKETS))
+    model_unloading_time: Distribution = field(default_factory=lambda: Distribution(_LOAD_BUCKETS))
+    model_cache_hit: Distribution = field(default_factory=Distribution)
+    loaded_model_count: Count = field(default_factory=Count)
+
+
+# (attribute of VariantMetrics, exported name, help): counters, gauges, histograms, summaries.
+_COUNTERS = (
+    ("invocations", "Invocations", "InvokeEndpoint requests sent to the model"),
+    (
+        "invocations_per_instance",
+        "InvocationsPerInstance",
+        "Invocations divided by the variant's instance count",
+    ),
+    ("errors_4xx", "Invocation4XXErrors", "Requests answered with a 4xx status"),
+    ("errors_5xx", "Invocation5XXErrors", "Requests answered with a 5xx status"),
+    (
+        "model_errors",
+        "InvocationModelErrors",
+        "Model calls that did not answer 2xx (errors, timeouts, broken connections)",
+    ),
+)
+_GAUGES = (("loaded_model_count", "LoadedModelCount", "Models loaded on the variant's instances"),)
+_HISTOGRAMS = (
+    ("model_latency", "ModelLatency", "Microseconds waited on the model container"),
+    ("overhead_latency", "OverheadLatency", "Microseconds of the request not spent in the model"),
+    (
+        "model_loading_wait_time",
+        "ModelLoadingWaitTime",
+        "Microseconds a request waited for its model to be loaded",
+    ),
+    (
+        "model_downloading_time",
+        "ModelDownloadingTime",
+        "Microseconds an instance took to download a model's data",
+    ),
+    (
+        "model_loading_time",
+        "ModelLoadingTime",
+        "Microseconds an instance took to load a model (the Load call)",
+    ),
+    (
+        "model_unloading_time",
+        "ModelUnloadingTime",
+        "Microseconds an instance took to unload a model",
+    ),
+)
+_SUMMARIES = (
+    (
+        "model_cache_hit",
+        "ModelCacheHit",
+        "1 per request whose model was already loaded, 0 per request that waited for a load",
+    ),
+)
+
+
+class EndpointMetrics:
+    """The registry behind ``/metrics``; one per server. Series are read at each scrape."""
+
+    def __init__(self) -> None:
+        self._variants: dict[tuple[str, str], VariantMetrics] = {}
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
+
+    def for_variant(self, endpoint: str, variant: str) -> VariantMetrics:
+        """The variant's series; the same ones for every fleet that serves it (blue/green)."""
+        key = (endpoint, variant)
+        metrics = self._variants.get(key)
+        if metrics is None:
+            metrics = self._variants[key] = VariantMetrics()
+        return metrics
+
+    def count_loaded_models(self, endpoint: str, variant: str, count: Callable[[], float]) -> None:
+        """Report ``count()`` as the variant's LoadedModelCount, read at each scrape."""
+        self.for_variant(endpoint, variant).loaded_model_count.read = count
+
+    def forget(self, endpoint: str, variant: str) -> None:
+        """Drop a deleted variant's series."""
+        self._variants.pop((endpoint, variant), None)
+
+    def collect(self) -> Iterator[Metric]:
+        variants = list(self._variants.items())
+        for attribute, name, documentation in _COUNTERS:
+            counter = CounterMetricFamily(name, documentation, labels=_DIMENSIONS)
+            for labels, metrics in variants:
+                counter.add_metric(labels, getattr(metrics, attribute).value)
+            yield counter
+        for attribute, name, documentation in _GAUGES:
+            gauge = GaugeMetricFamily(name, documentation, labels=_DIMENSIONS)
+            for labels, metrics in variants:
+                count: Count = getattr(metrics, attribute)
+                if count.read is not None:
+                    gauge.add_metric(labels, count.read())
+            yield gauge
+        for attribute, name, documentation in _HISTOGRAMS:
+            histogram = HistogramMetricFamily(
+                name, documentation, labels=_DIMENSIONS, unit="microseconds"
+            )
+            for labels, metrics in variants:
+                distribution: Distribution = getattr(metrics, attribute)
+                bounds = [*map(floatToGoString, distribution.bounds), "+Inf"]
+                cumulative = list(accumulate(distribution.buckets))
+                histogram.add_metric(
+                    labels, list(zip(bounds, cumulative, strict=True)), distribution.total
+                )
+            yield histogram
+        for attribute, name, documentation in _SUMMARIES:
+            summary = SummaryMetricFamily(name, documentation, labels=_DIMENSIONS)
+            for labels, metrics in variants:
+                distribution = getattr(metrics, attribute)
+                summary.add_metric(labels, distribution.count, distribution.total)
+            yield summary

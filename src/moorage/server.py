@@ -91,10 +91,12 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
         app.http_error,
     )
     host, port = await http.listen_tcp(config.host, config.port)
+    if demo:
+        # Before the address is announced, so a client that sees it also finds the endpoint.
+        await asyncio.to_thread(deploy_demo, service)
     reconciling = asyncio.create_task(reconciler.run())
     print(f"moorage server listening on http://{host}:{port}", flush=True)
     if demo:
-        await asyncio.to_thread(deploy_demo, service)
         print(_DEMO_HELP.format(url=f"http://{host}:{port}"), flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -143,7 +143,12 @@ class VariantRoute:
             assert holder_models is not None
             spread_to = None
             source = self.multi_model
-            if loading is None and source is not None and in_flight >= source.busy_at:
+            if (
+                loading is None
+                and source is not None
+                and in_flight >= source.busy_at
+                and len(self.instances) > 1
+            ):
                 spread_to = self._roomiest(key)
             return Placement(holder, holder_models, is_loaded=True, spread_to=spread_to)
         if loading is not None:
