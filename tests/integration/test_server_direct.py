@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 from tests.fixtures.builders import model_dir, pack
 from tests.integration.instance import wait_until
+from tests.integration.server import running_server
 from tests.integration.test_server_fleet import create_config, create_endpoint, variant
 from tests.integration.test_server_lifecycle import SKLEARN_IMAGE, unique
 
@@ -142,6 +144,62 @@ def test_multi_model_invocations_do_not_pass_through_the_front(quick_runtime, mu
         for _ in range(10):
             pid = worker_pid(quick_runtime, multi_model_endpoint, TargetModel="slow.tar.gz")
             assert pid == worker
+
+
+def test_bodies_large_and_small_come_back_to_their_own_callers(quick_runtime, sm, tmp_path):
+    folder = model_dir("identity", tmp_path / "identity")
+    archive = pack(folder, tmp_path / "identity.tar.gz")
+    name = unique("m")
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={
+            "Image": SKLEARN_IMAGE,
+            "ModelDataUrl": f"file://{archive}",
+            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
+        },
+    )
+    endpoint = create_endpoint(sm, create_config(sm, variant("A", name)))
+    # Sizes around the worker's read buffer (256 KiB) and up to the 6 MB limit.
+    sizes = [10, 100_000, 262_100, 262_200, 1_000_000, 5_000_000] * 3
+
+    def call(number: int) -> bool:
+        body = json.dumps({"n": number, "pad": "x" * sizes[number]}).encode()
+        answer = quick_runtime.invoke_endpoint(
+            EndpointName=endpoint, ContentType="application/json", Body=body
+        )
+        return answer["Body"].read() == body
+
+    with ThreadPoolExecutor(6) as pool:
+        assert all(pool.map(call, range(len(sizes))))
+
+
+def test_the_late_answer_of_a_timed_out_call_is_dropped(tmp_path):
+    root = tmp_path / "slow"
+    archive = pack(model_dir("slow", root), tmp_path / "slow.tar.gz")
+    with running_server(tmp_path / "data", env={"MOORAGE_INVOCATION_TIMEOUT": "1"}) as server:
+        sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
+        name = unique("m")
+        sm.create_model(
+            ModelName=name,
+            PrimaryContainer={
+                "Image": SKLEARN_IMAGE,
+                "ModelDataUrl": f"file://{archive}",
+                "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
+            },
+        )
+        endpoint = create_endpoint(sm, create_config(sm, variant("A", name)))
+        with pytest.raises(runtime.exceptions.ModelError):
+            call(runtime, endpoint, {"sleep": 2, "echo": "late"})
+        # The next call waits for the worker to finish the timed-out one, then gets its own
+        # answer, not the late one.
+        assert call(runtime, endpoint, {"sleep": 0, "echo": "next"})["echo"] == "next"
+
+
+def call(runtime, endpoint: str, body: dict) -> dict:
+    answer = runtime.invoke_endpoint(
+        EndpointName=endpoint, ContentType="application/json", Body=json.dumps(body).encode()
+    )
+    return json.loads(answer["Body"].read())
 
 
 def _other(runtime, endpoint: str, old: int) -> int | None:
