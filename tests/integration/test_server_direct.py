@@ -32,20 +32,24 @@ def quick_runtime(server):
     return server.client("sagemaker-runtime", read_timeout=10)
 
 
-@pytest.fixture(scope="module")
-def slow_endpoint(sm, tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("slow")
-    archive = pack(model_dir("slow", root / "slow"), root / "slow.tar.gz")
+def deploy(sm, fixture: str, folder: Path, workers: int = 1) -> str:
+    """An endpoint serving the fixture model ``fixture``, built and packed under ``folder``."""
+    archive = pack(model_dir(fixture, folder / fixture), folder / f"{fixture}.tar.gz")
     name = unique("m")
     sm.create_model(
         ModelName=name,
         PrimaryContainer={
             "Image": SKLEARN_IMAGE,
             "ModelDataUrl": f"file://{archive}",
-            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
+            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)},
         },
     )
     return create_endpoint(sm, create_config(sm, variant("A", name)))
+
+
+@pytest.fixture(scope="module")
+def slow_endpoint(sm, tmp_path_factory) -> str:
+    return deploy(sm, "slow", tmp_path_factory.mktemp("slow"))
 
 
 @pytest.fixture(scope="module")
@@ -147,18 +151,7 @@ def test_multi_model_invocations_do_not_pass_through_the_front(quick_runtime, mu
 
 
 def test_bodies_large_and_small_come_back_to_their_own_callers(quick_runtime, sm, tmp_path):
-    folder = model_dir("identity", tmp_path / "identity")
-    archive = pack(folder, tmp_path / "identity.tar.gz")
-    name = unique("m")
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={
-            "Image": SKLEARN_IMAGE,
-            "ModelDataUrl": f"file://{archive}",
-            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
-        },
-    )
-    endpoint = create_endpoint(sm, create_config(sm, variant("A", name)))
+    endpoint = deploy(sm, "identity", tmp_path, workers=2)
     # Sizes around the worker's read buffer (256 KiB) and up to the 6 MB limit.
     sizes = [10, 100_000, 262_100, 262_200, 1_000_000, 5_000_000] * 3
 
@@ -174,20 +167,9 @@ def test_bodies_large_and_small_come_back_to_their_own_callers(quick_runtime, sm
 
 
 def test_the_late_answer_of_a_timed_out_call_is_dropped(tmp_path):
-    root = tmp_path / "slow"
-    archive = pack(model_dir("slow", root), tmp_path / "slow.tar.gz")
     with running_server(tmp_path / "data", env={"MOORAGE_INVOCATION_TIMEOUT": "1"}) as server:
         sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
-        name = unique("m")
-        sm.create_model(
-            ModelName=name,
-            PrimaryContainer={
-                "Image": SKLEARN_IMAGE,
-                "ModelDataUrl": f"file://{archive}",
-                "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
-            },
-        )
-        endpoint = create_endpoint(sm, create_config(sm, variant("A", name)))
+        endpoint = deploy(sm, "slow", tmp_path)
         with pytest.raises(runtime.exceptions.ModelError):
             call(runtime, endpoint, {"sleep": 2, "echo": "late"})
         # The next call waits for the worker to finish the timed-out one, then gets its own
