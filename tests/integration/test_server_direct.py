@@ -32,7 +32,7 @@ def quick_runtime(server):
     return server.client("sagemaker-runtime", read_timeout=10)
 
 
-def deploy(sm, fixture: str, folder: Path, workers: int = 1) -> str:
+def deploy(sm, fixture: str, folder: Path, workers: int = 1, **environment: str) -> str:
     """An endpoint serving the fixture model ``fixture``, built and packed under ``folder``."""
     archive = pack(model_dir(fixture, folder / fixture), folder / f"{fixture}.tar.gz")
     name = unique("m")
@@ -41,7 +41,7 @@ def deploy(sm, fixture: str, folder: Path, workers: int = 1) -> str:
         PrimaryContainer={
             "Image": SKLEARN_IMAGE,
             "ModelDataUrl": f"file://{archive}",
-            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)},
+            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), **environment},
         },
     )
     return create_endpoint(sm, create_config(sm, variant("A", name)))
@@ -175,6 +175,24 @@ def test_the_late_answer_of_a_timed_out_call_is_dropped(tmp_path):
         # The next call waits for the worker to finish the timed-out one, then gets its own
         # answer, not the late one.
         assert call(runtime, endpoint, {"sleep": 0, "echo": "next"})["echo"] == "next"
+
+
+def test_a_worker_stuck_in_a_direct_call_is_replaced(tmp_path):
+    # The front never sees this call; the worker's status file tells it the worker is stuck.
+    with running_server(tmp_path / "data", env={"MOORAGE_INVOCATION_TIMEOUT": "1"}) as server:
+        sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
+        endpoint = deploy(sm, "slow", tmp_path, SAGEMAKER_MODEL_SERVER_TIMEOUT="1")
+        stuck = worker_pid(runtime, endpoint)
+        started = time.monotonic()
+        with pytest.raises(runtime.exceptions.ModelError):
+            call(runtime, endpoint, {"sleep": 600})
+        replacement = wait_until(lambda: _other(runtime, endpoint, stuck), timeout=60)
+        assert replacement != stuck
+        assert time.monotonic() - started < 60
+        assert (
+            "is stuck; killing it"
+            in Path(next((tmp_path / "data" / "logs").rglob("*.log"))).read_text()
+        )
 
 
 def call(runtime, endpoint: str, body: dict) -> dict:

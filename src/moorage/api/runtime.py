@@ -48,6 +48,8 @@ class RuntimeApi:
         load_wait_s: float,
     ) -> None:
         self._table = table
+        # Kept: asyncio.get_running_loop() costs a getpid() system call on Python 3.11.
+        self._loop = asyncio.get_running_loop()
         self._account = account
         self._timeout_s = timeout_s
         self._answers = Answers(region=region, account=account)
@@ -72,7 +74,7 @@ class RuntimeApi:
         if variant is not None and variant.multi_model is not None:
             target = headers[TARGET_MODEL]
             forwarded = [(name, value) for name, value in headers.items() if name in _FORWARDED]
-            result: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+            result: asyncio.Future[Response] = self._loop.create_future()
             self._models.invoke(
                 result, route.name, variant, variant.multi_model, target, forwarded,
                 request.parts, started,
@@ -87,7 +89,7 @@ class RuntimeApi:
                 "retry shortly.",
             )
         forwarded = [(name, value) for name, value in headers.items() if name in _FORWARDED]
-        result = asyncio.get_running_loop().create_future()
+        result = self._loop.create_future()
         self._send(result, route, variant, instance, forwarded, request.parts, started, True)
         return result
 

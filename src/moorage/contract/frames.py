@@ -90,6 +90,8 @@ class FramedProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reader = Reader(self.on_message)
         self._outbox: list[bytes] = []
+        # Kept: asyncio.get_running_loop() costs a getpid() system call on Python 3.11.
+        self._loop = asyncio.get_running_loop()
 
     def on_message(self, meta: Any, body: bytes | memoryview) -> None:
         raise NotImplementedError
@@ -106,7 +108,7 @@ class FramedProtocol(asyncio.Protocol):
 
     def write(self, meta: Any, body: bytes | Sequence[bytes]) -> None:
         if not self._outbox:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         self._outbox.extend(pack(meta, body))
 
     def _flush(self) -> None:

@@ -177,7 +177,7 @@ class _Channel(frames.FramedProtocol):
         deadline: float,
         timeout: float,
     ) -> "asyncio.Future[ClientResponse]":
-        future: asyncio.Future[ClientResponse] = self.owner._loop.create_future()
+        future: asyncio.Future[ClientResponse] = self._loop.create_future()
         self.inflight.append(_Pending(future, deadline, timeout))
         self.write((dict(headers), model_name), body)
         return future

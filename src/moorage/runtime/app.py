@@ -28,6 +28,7 @@ estimate until its workers are ready, so concurrent loads cannot overshoot toget
 import asyncio
 import json
 import logging
+import shutil
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from moorage.runtime.config import RuntimeConfig
 from moorage.runtime.launcher import Launcher, make_launcher
 from moorage.runtime.loading import prepare
 from moorage.runtime.memory import memory_available, processes_memory, tree_size
-from moorage.runtime.pool import MemoryExhausted, WorkerPool
+from moorage.runtime.pool import MemoryExhausted, WorkerPool, make_status_root
 from moorage.runtime.worker import WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Instance:
         self.launcher: Launcher = make_launcher(
             use_zygote=config.use_zygote, preload=config.preload
         )
+        self._status_root = make_status_root()
 
     # lifecycle
 
@@ -121,6 +123,7 @@ class Instance:
             pools.append(self._single)
         await asyncio.gather(*(pool.stop() for pool in pools), return_exceptions=True)
         await self.launcher.close()
+        shutil.rmtree(self._status_root, ignore_errors=True)
 
     def _pool(self, spec: WorkerSpec) -> WorkerPool:
         return WorkerPool(
@@ -128,6 +131,7 @@ class Instance:
             self.config.workers,
             timeout_s=self.config.timeout_s,
             queue_size=self.config.queue_size,
+            status_root=self._status_root,
             launcher=self.launcher,
             socket_prefix=self.config.worker_sockets,
         )

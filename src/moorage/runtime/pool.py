@@ -3,8 +3,9 @@
 Requests go to an idle worker, or wait in a bounded FIFO queue. A worker that dies is
 replaced (with backoff if it keeps dying) and its in-flight request is answered with an error.
 A prediction slower than the timeout is answered 504 at once; the worker is left to finish
-(user code cannot be interrupted safely) and ends itself if it is still busy after a second
-timeout period (see ``worker.py``), to be replaced.
+(user code cannot be interrupted safely) and is killed and replaced if it is still in that
+request after a second timeout period. Each worker stamps a small shared status file when a
+request begins and ends, so this holds for the requests that do not pass through the pool too.
 
 With a socket prefix, each worker also listens on a socket of its own
 (``frames.worker_socket``), where the moorage server sends invocations without this hop; the
@@ -15,18 +16,23 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import mmap
 import os
+import shutil
 import signal
+import tempfile
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from moorage.contract import frames
 from moorage.errors import LoadError
 from moorage.http import Response
 from moorage.runtime.launcher import Launcher, SpawnLauncher, WorkerProcess
-from moorage.runtime.worker import WorkerSpec
+from moorage.runtime.worker import BUSY, WorkerSpec
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,8 @@ class _Link(frames.FramedProtocol):
         # The oldest request was answered 504 while the worker still runs it.
         self.is_abandoned = False
         self.crashes = 0
+        # The worker's status file, mapped: when its current request began, 0.0 if idle.
+        self.busy: mmap.mmap | None = None
 
     def send(self, pending: _Pending) -> None:
         assert self.transport is not None
@@ -108,16 +116,19 @@ class WorkerPool:
         *,
         timeout_s: float,
         queue_size: int,
+        status_root: Path,
         launcher: Launcher | None = None,
         socket_prefix: str | None = None,
     ) -> None:
-        self.spec = dataclasses.replace(spec, timeout_s=timeout_s)
+        self.spec = spec
         self.socket_prefix = socket_prefix
         self.launcher = launcher or SpawnLauncher()
         self.size = size
         self.timeout_s = timeout_s
         self.queue_size = queue_size
         self.loop = asyncio.get_running_loop()
+        # Where the workers stamp when their current request began (see _sweep).
+        self._status_dir = Path(tempfile.mkdtemp(dir=status_root))
         self._links = [_Link(self, i) for i in range(size)]
         self._pending: deque[_Pending] = deque()
         self._settled = asyncio.Event()
@@ -184,6 +195,10 @@ class WorkerPool:
         await asyncio.gather(*(self._reap(link) for link in self._links))
         for link in self._links:
             self._unlink_socket(link)
+            if link.busy is not None:
+                link.busy.close()
+                link.busy = None
+        shutil.rmtree(self._status_dir, ignore_errors=True)
         for task in list(self._tasks):
             task.cancel()
 
@@ -220,6 +235,7 @@ class WorkerPool:
             return
         link.reader = frames.Reader(link.on_message)
         link.is_ready = False
+        self._reset_status(link)
         link.process, parent = await self.launcher.launch(self._spec_for(link))
         if self._is_stopping:
             # Stopped while it started: closing its socket makes it exit.
@@ -231,10 +247,20 @@ class WorkerPool:
         self._on_exit(link, returncode)
 
     def _spec_for(self, link: _Link) -> WorkerSpec:
-        if self.socket_prefix is None:
-            return self.spec
-        path = frames.worker_socket(self.socket_prefix, self.spec.model_name, link.index)
-        return dataclasses.replace(self.spec, listen=path)
+        listen = None
+        if self.socket_prefix is not None:
+            listen = frames.worker_socket(self.socket_prefix, self.spec.model_name, link.index)
+        status = self._status_dir / str(link.index)
+        return dataclasses.replace(self.spec, listen=listen, status_path=str(status))
+
+    def _reset_status(self, link: _Link) -> None:
+        """A fresh, idle status file for the worker about to start."""
+        if link.busy is not None:
+            link.busy.close()
+        path = self._status_dir / str(link.index)
+        path.write_bytes(bytes(BUSY.size))
+        with path.open("r+b") as file:
+            link.busy = mmap.mmap(file.fileno(), BUSY.size)
 
     def _unlink_socket(self, link: _Link) -> None:
         spec = self._spec_for(link)
@@ -303,6 +329,7 @@ class WorkerPool:
     def _sweep(self) -> None:
         now = self.loop.time()
         for link in self._links:
+            self._kill_if_stuck(link)
             if not link.inflight:
                 continue
             elapsed = now - link.head_started
@@ -320,16 +347,48 @@ class WorkerPool:
         interval = min(1.0, self.timeout_s / 4)
         self._sweeper = self.loop.call_later(interval, self._sweep)
 
+    def _kill_if_stuck(self, link: _Link) -> None:
+        """Kill a worker still in one request after twice the timeout, whoever sent it (the
+        server's direct requests never pass here); the pool then replaces it."""
+        if link.busy is None or link.busy.closed or link.process is None:
+            return
+        (began,) = BUSY.unpack_from(link.busy)
+        if began and time.monotonic() - began > 2 * self.timeout_s:
+            log.warning("worker %d (pid %s) is stuck; killing it", link.index, link.pid)
+            BUSY.pack_into(link.busy, 0, 0.0)
+            with contextlib.suppress(ProcessLookupError):
+                link.process.send_signal(signal.SIGKILL)
+
+
+def make_status_root() -> Path:
+    """A private folder for the status files of this front's workers, in memory where the
+    system offers a place for it. Folders left by fronts that died (their pid is in the name)
+    are removed first; a front removes its own when it stops."""
+    root = Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
+    for stale in root.glob(f"{_STATUS_PREFIX}*-"):
+        pid = stale.name.removeprefix(_STATUS_PREFIX).split("-")[0]
+        if pid.isdigit() and not _is_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{_STATUS_PREFIX}{os.getpid()}-", suffix="-", dir=root))
+
+
+_STATUS_PREFIX = "moorage-workers-"
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 
 def _describe_exit(returncode: int | None) -> str:
     if returncode is None:
         # Its parent, the zygote, died before it: nobody is left who could learn its status.
         return "exited (its exit status was lost with the zygote that forked it)"
-    if returncode == -signal.SIGALRM:
-        return (
-            "stopped itself: it was still running a request after twice the timeout "
-            "(SAGEMAKER_MODEL_SERVER_TIMEOUT)"
-        )
     if returncode < 0:
         try:
             return f"killed by {signal.Signals(-returncode).name}"

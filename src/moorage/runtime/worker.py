@@ -15,11 +15,14 @@ import contextlib
 import json
 import logging
 import marshal
+import mmap
 import os
 import selectors
 import signal
 import socket
+import struct
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +38,8 @@ log = logging.getLogger("moorage.worker")
 
 # Reads of the small buffer; a body larger than this is read into a buffer of its own.
 _READ_SIZE = 256 * 1024
+# The status file's content: when the current request began (time.monotonic()), 0.0 if idle.
+BUSY = struct.Struct("d")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +55,9 @@ class WorkerSpec:
     log_level: int = logging.INFO
     # The Unix socket the server may connect to directly (``frames.worker_socket``).
     listen: str | None = None
-    # SAGEMAKER_MODEL_SERVER_TIMEOUT; 0: none.
-    timeout_s: float = 0.0
+    # A file of BUSY.size bytes the worker maps and stamps with the CLOCK_MONOTONIC time at
+    # which its current request began (0: idle), for the front's watchdog.
+    status_path: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -66,8 +72,6 @@ class WorkerSpec:
 def run(spec: WorkerSpec, fd: int) -> int:
     # Ctrl-C reaches the whole process group; the front decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A request still running after twice the timeout ends the process (see _Server.answer).
-    signal.signal(signal.SIGALRM, signal.SIG_DFL)
     malloc.tune()
     front = socket.socket(fileno=fd)
     # Imported here so that a failing import of numpy or user code is reported as a load error.
@@ -89,8 +93,14 @@ def run(spec: WorkerSpec, fd: int) -> int:
         return 3
     listener = _listen(spec.listen) if spec.listen else None
     _send(front, ("ready", os.getpid()))
-    _Server(front, listener, handler.invoke, 2 * spec.timeout_s).run()
+    busy = _map(spec.status_path) if spec.status_path else None
+    _Server(front, listener, handler.invoke, busy).run()
     return 0
+
+
+def _map(path: str) -> mmap.mmap:
+    with open(path, "r+b") as file:
+        return mmap.mmap(file.fileno(), BUSY.size)
 
 
 def _listen(path: str) -> socket.socket | None:
@@ -168,13 +178,13 @@ class _Server:
         front: socket.socket,
         listener: socket.socket | None,
         invoke: Callable[[InferenceRequest], InferenceResponse],
-        limit_s: float,
+        busy: mmap.mmap | None,
     ) -> None:
         self.front = _Channel(front)
         self.channels = [self.front]
         self.listener = listener
         self.invoke = invoke
-        self.limit_s = limit_s
+        self.busy = busy
         self.selector: selectors.BaseSelector | None = None
         if listener is not None:
             self.selector = selectors.DefaultSelector()
@@ -200,14 +210,15 @@ class _Server:
 
     def answer(self, channel: _Channel, meta: Any, body: bytes | bytearray) -> None:
         headers, model_name = meta
-        if self.limit_s:
-            # User code cannot be interrupted safely. The front has answered 504 at the
-            # timeout; if the request still runs at twice that, SIGALRM's default action
-            # ends the process, even inside native code, and the front replaces it.
-            signal.setitimer(signal.ITIMER_REAL, self.limit_s)
+        busy = self.busy
+        if busy is not None:
+            # Memory writes, not system calls: the front reads the stamp to find a worker
+            # stuck in a request, whoever sent it, and kills it (user code, native code
+            # included, cannot be interrupted safely from inside).
+            BUSY.pack_into(busy, 0, time.monotonic())
         response = self.invoke(InferenceRequest(body, headers, model_name))
-        if self.limit_s:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        if busy is not None:
+            BUSY.pack_into(busy, 0, 0.0)
         meta = (response.status, response.content_type, response.headers)
         try:
             _send(channel.sock, meta, response.body)
