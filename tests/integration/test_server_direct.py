@@ -202,6 +202,24 @@ def call(runtime, endpoint: str, body: dict) -> dict:
     return json.loads(answer["Body"].read())
 
 
+def test_calls_past_the_direct_limit_queue_at_the_front(server, slow_endpoint):
+    runtime = server.client("sagemaker-runtime", max_pool_connections=64, read_timeout=60)
+    count = 48  # more than MAX_IN_FLIGHT (32) on the only worker
+    front = front_of(worker_pid(runtime, slow_endpoint))
+    with ThreadPoolExecutor(count) as pool:
+        with frozen(front):
+            calls = [
+                pool.submit(call, runtime, slow_endpoint, {"sleep": 0.05, "echo": number})
+                for number in range(count)
+            ]
+            wait_until(lambda: sum(c.done() for c in calls) >= 32, timeout=30)
+            # Long enough for the rest to finish too, had they gone straight to the worker;
+            # they wait in the frozen front's queue.
+            time.sleep(2)
+            assert not all(c.done() for c in calls)
+        assert [c.result()["echo"] for c in calls] == list(range(count))
+
+
 def _other(runtime, endpoint: str, old: int) -> int | None:
     try:
         pid = worker_pid(runtime, endpoint)

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 # How often the sockets are looked for again while requests come (workers replaced, added).
 _SCAN_INTERVAL_S: Final = 1.0
+# Requests one connection carries at most: past that, the front takes them, whose bounded
+# queue answers 503 when the model cannot keep up, instead of every request waiting for the
+# invocation timeout in socket buffers.
+MAX_IN_FLIGHT: Final = 32
 _SWEEP_INTERVAL_S: Final = 0.25
 _DIED: Final = (
     b"The worker process serving this request exited before answering; the instance "
@@ -50,7 +54,8 @@ class WorkerChannels:
         self._is_closed = False
 
     def pick(self) -> "_Channel | None":
-        """The open connection with the fewest requests in flight, or None (use the front)."""
+        """The open connection with the fewest requests in flight, or None (use the front):
+        none is open, or each already carries ``MAX_IN_FLIGHT``."""
         now = time.monotonic()
         if now >= self._next_scan:
             self._next_scan = now + _SCAN_INTERVAL_S
@@ -61,6 +66,8 @@ class WorkerChannels:
                 continue
             if best is None or len(channel.inflight) < len(best.inflight):
                 best = channel
+        if best is not None and len(best.inflight) >= MAX_IN_FLIGHT:
+            return None
         return best
 
     async def connect(self) -> None:
