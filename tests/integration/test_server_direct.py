@@ -203,16 +203,16 @@ def call(runtime, endpoint: str, body: dict) -> dict:
 
 
 def test_calls_past_the_direct_limit_queue_at_the_front(server, slow_endpoint):
-    runtime = server.client("sagemaker-runtime", max_pool_connections=64, read_timeout=60)
-    count = 48  # more than MAX_IN_FLIGHT (32) on the only worker
+    runtime = server.client("sagemaker-runtime", max_pool_connections=128, read_timeout=60)
+    count = 120  # more than MAX_IN_FLIGHT (100) on the only worker
     front = front_of(worker_pid(runtime, slow_endpoint))
     with ThreadPoolExecutor(count) as pool:
         with frozen(front):
             calls = [
-                pool.submit(call, runtime, slow_endpoint, {"sleep": 0.05, "echo": number})
+                pool.submit(call, runtime, slow_endpoint, {"sleep": 0.01, "echo": number})
                 for number in range(count)
             ]
-            wait_until(lambda: sum(c.done() for c in calls) >= 32, timeout=30)
+            wait_until(lambda: sum(c.done() for c in calls) >= 100, timeout=30)
             # Long enough for the rest to finish too, had they gone straight to the worker;
             # they wait in the frozen front's queue.
             time.sleep(2)

@@ -29,10 +29,10 @@ log = logging.getLogger(__name__)
 
 # How often the sockets are looked for again while requests come (workers replaced, added).
 _SCAN_INTERVAL_S: Final = 1.0
-# Requests one connection carries at most: past that, the front takes them, whose bounded
-# queue answers 503 when the model cannot keep up, instead of every request waiting for the
-# invocation timeout in socket buffers.
-MAX_IN_FLIGHT: Final = 32
+# Requests one connection carries at most, as many as the front queues per model by default:
+# past that, the front takes them, whose bounded queue answers 503 when the model cannot keep
+# up, instead of every request waiting for the invocation timeout in socket buffers.
+MAX_IN_FLIGHT: Final = 100
 _SWEEP_INTERVAL_S: Final = 0.25
 _DIED: Final = (
     b"The worker process serving this request exited before answering; the instance "
