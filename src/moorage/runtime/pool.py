@@ -380,14 +380,20 @@ class WorkerPool:
 
 def make_status_root() -> Path:
     """A private folder for the status files of this front's workers, in memory where the
-    system offers a place for it. Folders left by fronts that died (their pid is in the name)
-    are removed first; a front removes its own when it stops."""
-    root = Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
-    for stale in root.glob(f"{_STATUS_PREFIX}*-"):
-        pid = stale.name.removeprefix(_STATUS_PREFIX).split("-")[0]
-        if pid.isdigit() and not _is_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{_STATUS_PREFIX}{os.getpid()}-", suffix="-", dir=root))
+    system offers a writable place for it, else in the temporary folder. Folders left by
+    fronts that died (their pid is in the name) are removed first; a front removes its own
+    when it stops."""
+    for root in (Path("/dev/shm"), Path(tempfile.gettempdir())):
+        for stale in root.glob(f"{_STATUS_PREFIX}*-"):
+            pid = stale.name.removeprefix(_STATUS_PREFIX).split("-")[0]
+            if pid.isdigit() and not _is_alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        try:
+            prefix = f"{_STATUS_PREFIX}{os.getpid()}-"
+            return Path(tempfile.mkdtemp(prefix=prefix, suffix="-", dir=root))
+        except OSError:
+            continue
+    raise OSError("no writable folder for the workers' status files")
 
 
 _STATUS_PREFIX = "moorage-workers-"
