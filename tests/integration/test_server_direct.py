@@ -203,19 +203,21 @@ def call(runtime, endpoint: str, body: dict) -> dict:
 
 
 def test_calls_past_the_direct_limit_queue_at_the_front(server, slow_endpoint):
-    runtime = server.client("sagemaker-runtime", max_pool_connections=128, read_timeout=60)
-    count = 120  # more than MAX_IN_FLIGHT (100) on the only worker
+    runtime = server.client("sagemaker-runtime", max_pool_connections=160, read_timeout=120)
+    # More than MAX_IN_FLIGHT (100) on the only worker, each slow enough (50 ms) that the
+    # client sends them all long before the worker is through the first hundred.
+    count = 140
     front = front_of(worker_pid(runtime, slow_endpoint))
     with ThreadPoolExecutor(count) as pool:
         with frozen(front):
             calls = [
-                pool.submit(call, runtime, slow_endpoint, {"sleep": 0.01, "echo": number})
+                pool.submit(call, runtime, slow_endpoint, {"sleep": 0.05, "echo": number})
                 for number in range(count)
             ]
-            wait_until(lambda: sum(c.done() for c in calls) >= 100, timeout=30)
-            # Long enough for the rest to finish too, had they gone straight to the worker;
-            # they wait in the frozen front's queue.
-            time.sleep(2)
+            wait_until(lambda: sum(c.done() for c in calls) >= 100, timeout=60)
+            # Long enough for the rest to finish too (40 x 50 ms), had they gone straight to
+            # the worker; they wait in the frozen front's queue.
+            time.sleep(3)
             assert not all(c.done() for c in calls)
         assert [c.result()["echo"] for c in calls] == list(range(count))
 
