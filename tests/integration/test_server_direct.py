@@ -171,7 +171,7 @@ def test_the_late_answer_of_a_timed_out_call_is_dropped(tmp_path):
         sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
         endpoint = deploy(sm, "slow", tmp_path)
         with pytest.raises(runtime.exceptions.ModelError):
-            call(runtime, endpoint, {"sleep": 2, "echo": "late"})
+            call(runtime, endpoint, {"sleep": 1.5, "echo": "late"})
         # The next call waits for the worker to finish the timed-out one, then gets its own
         # answer, not the late one.
         assert call(runtime, endpoint, {"sleep": 0, "echo": "next"})["echo"] == "next"
