@@ -32,7 +32,7 @@ from moorage.contract import frames
 from moorage.errors import LoadError
 from moorage.http import Response
 from moorage.runtime.launcher import Launcher, SpawnLauncher, WorkerProcess
-from moorage.runtime.worker import BUSY, WorkerSpec
+from moorage.runtime.worker import BUSY, WorkerSpec, map_status
 
 log = logging.getLogger(__name__)
 
@@ -265,26 +265,31 @@ class WorkerPool:
         self._on_exit(link, returncode)
 
     def _spec_for(self, link: _Link) -> WorkerSpec:
-        listen = None
-        if self.socket_prefix is not None:
-            listen = frames.worker_socket(self.socket_prefix, self.spec.model_name, link.index)
-        status = self._status_dir / str(link.index)
-        return dataclasses.replace(self.spec, listen=listen, status_path=str(status))
+        return dataclasses.replace(
+            self.spec, listen=self._socket_path(link), status_path=str(self._status_path(link))
+        )
+
+    def _socket_path(self, link: _Link) -> str | None:
+        if self.socket_prefix is None:
+            return None
+        return frames.worker_socket(self.socket_prefix, self.spec.model_name, link.index)
+
+    def _status_path(self, link: _Link) -> Path:
+        return self._status_dir / str(link.index)
 
     def _reset_status(self, link: _Link) -> None:
         """A fresh, idle status file for the worker about to start."""
         if link.busy is not None:
             link.busy.close()
-        path = self._status_dir / str(link.index)
+        path = self._status_path(link)
         path.write_bytes(bytes(BUSY.size))
-        with path.open("r+b") as file:
-            link.busy = mmap.mmap(file.fileno(), BUSY.size)
+        link.busy = map_status(str(path))
 
     def _unlink_socket(self, link: _Link) -> None:
-        spec = self._spec_for(link)
-        if spec.listen is not None:
+        path = self._socket_path(link)
+        if path is not None:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(spec.listen)
+                os.unlink(path)
 
     def on_hello(self, link: _Link, meta: Any) -> None:
         if meta[0] == "ready":

@@ -93,12 +93,13 @@ def run(spec: WorkerSpec, fd: int) -> int:
         return 3
     listener = _listen(spec.listen) if spec.listen else None
     _send(front, ("ready", os.getpid()))
-    busy = _map(spec.status_path) if spec.status_path else None
+    busy = map_status(spec.status_path) if spec.status_path else None
     _Server(front, listener, handler.invoke, busy).run()
     return 0
 
 
-def _map(path: str) -> mmap.mmap:
+def map_status(path: str) -> mmap.mmap:
+    """The status file at ``path``, mapped shared (the worker writes it, the front reads it)."""
     with open(path, "r+b") as file:
         return mmap.mmap(file.fileno(), BUSY.size)
 
