@@ -96,6 +96,49 @@ def test_expect_continue(conn):
     assert (status, body) == (200, b"[7]")
 
 
+def large(n: int, size: int) -> bytes:
+    """A JSON body of exactly ``size`` bytes, different for each ``n``."""
+    head = b'{"n": %d, "pad": "' % n
+    return head + b"x" * (size - len(head) - 2) + b'"}'
+
+
+@pytest.mark.parametrize("size", [64 * 1024 + 1, 300_000, 6 * 1024 * 1024])
+def test_large_bodies_pipelined_with_small_ones(conn, size):
+    """Large bodies are read apart from the parser: what follows one is the next request."""
+    bodies = [large(1, size), b"[2]", large(3, size), large(4, size), b"[5]"]
+    conn.sendall(b"".join(post(body) for body in bodies))
+    answers = read_responses(conn, len(bodies))
+    assert [(status, body) for status, _, body in answers] == [(200, b) for b in bodies]
+
+
+def test_large_body_in_slow_pieces(conn):
+    body = large(7, 200_000)
+    request = post(body)
+    for start in range(0, len(request), 50_000):
+        conn.sendall(request[start : start + 50_000])
+        time.sleep(0.02)
+    [(status, _, answer)] = read_responses(conn, 1)
+    assert (status, answer) == (200, body)
+
+
+def test_large_body_after_expect_continue(conn):
+    body = large(8, 100_000)
+    conn.sendall(post(body, "Expect: 100-continue")[: -len(body)])
+    assert conn.recv(64).startswith(b"HTTP/1.1 100 Continue")
+    conn.sendall(body)
+    [(status, _, answer)] = read_responses(conn, 1)
+    assert (status, answer) == (200, body)
+
+
+def test_large_body_cut_short_then_a_new_connection(instance, conn):
+    """A client gone mid-body gives its buffer back; the next large requests still work."""
+    conn.sendall(post(large(9, 500_000))[:200_000])
+    conn.close()
+    for n in range(20):
+        body = large(n, 500_000)
+        assert instance.invoke(body).data == body
+
+
 def test_connection_close_is_honoured(conn):
     conn.sendall(post(b"[1]", "Connection: close"))
     [(status, headers, _)] = read_responses(conn, 1)
@@ -142,6 +185,12 @@ def test_malformed_request_is_400(conn):
     [(status, _, _)] = read_responses(conn, 1)
     assert status == 400
     assert closed(conn)
+
+
+def test_slow_client_gets_408_mid_large_body(conn):
+    conn.sendall(post(large(1, 100_000))[:70_000])
+    [(status, _, _)] = read_responses(conn, 1)
+    assert status == 408
 
 
 def test_slow_client_gets_408(conn):

@@ -63,7 +63,7 @@ class _Call:
         target: str,
         key: str,
         headers: list[tuple[str, str]],
-        body: Sequence[bytes],
+        body: Sequence[bytes | memoryview],
         started: float,
     ) -> None:
         self.result = result
@@ -109,7 +109,7 @@ class MultiModelInvoker:
         source: MultiModelSource,
         target: str,
         headers: list[tuple[str, str]],
-        body: Sequence[bytes],
+        body: Sequence[bytes | memoryview],
         started: float,
     ) -> None:
         key = self._keys.get(target) or model_key(target)

@@ -131,7 +131,7 @@ class RuntimeApi:
         variant: VariantRoute,
         instance: InstanceRoute,
         headers: list[tuple[str, str]],
-        body: Sequence[bytes],
+        body: Sequence[bytes | memoryview],
         started: float,
         may_retry: bool,
     ) -> None:
@@ -152,7 +152,7 @@ class RuntimeApi:
         variant: VariantRoute,
         instance: InstanceRoute,
         headers: list[tuple[str, str]],
-        body: Sequence[bytes],
+        body: Sequence[bytes | memoryview],
         started: float,
         sent: float,
         may_retry: bool,

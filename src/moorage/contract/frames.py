@@ -21,7 +21,7 @@ from typing import Any, cast
 HEAD = struct.Struct("!IQ")
 
 
-def pack(meta: Any, body: bytes | Sequence[bytes] = b"") -> list[bytes]:
+def pack(meta: Any, body: bytes | Sequence[bytes | memoryview] = b"") -> list[bytes | memoryview]:
     """One message as buffers to write out; a body given in parts is not joined."""
     encoded = marshal.dumps(meta)
     if isinstance(body, bytes):
@@ -89,7 +89,7 @@ class FramedProtocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.reader = Reader(self.on_message)
-        self._outbox: list[bytes] = []
+        self._outbox: list[bytes | memoryview] = []
         # Kept: asyncio.get_running_loop() costs a getpid() system call on Python 3.11.
         self._loop = asyncio.get_running_loop()
 
@@ -106,7 +106,7 @@ class FramedProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
 
-    def write(self, meta: Any, body: bytes | Sequence[bytes]) -> None:
+    def write(self, meta: Any, body: bytes | Sequence[bytes | memoryview]) -> None:
         if not self._outbox:
             self._loop.call_soon(self._flush)
         self._outbox.extend(pack(meta, body))

@@ -84,7 +84,7 @@ class _Pending:
         self,
         future: "asyncio.Future[ClientResponse]",
         data: bytes,
-        body: Sequence[bytes],
+        body: Sequence[bytes | memoryview],
         timeout: float,
     ) -> None:
         self.future = future
@@ -351,7 +351,7 @@ class ConnectionPool:
         method: str,
         path: str,
         headers: RequestHeaders,
-        body: bytes | Sequence[bytes],
+        body: bytes | Sequence[bytes | memoryview],
         *,
         timeout: float,
     ) -> "asyncio.Future[ClientResponse]":

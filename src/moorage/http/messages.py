@@ -8,10 +8,12 @@ class Request:
     """``headers`` maps lower-cased names to values; repeated headers are joined with ", ".
 
     The body arrives in pieces; ``parts`` hands them on as received (a proxy writes them out
-    without joining them), ``body`` joins them once, on first use.
+    without joining them), ``body`` joins them once, on first use. A large body of known
+    length arrives whole, as a view of the buffer the server's sink lent; ``lease`` is what the
+    sink said holds that buffer.
     """
 
-    __slots__ = ("_body", "_parts", "headers", "method", "path", "query")
+    __slots__ = ("_body", "_parts", "headers", "lease", "method", "path", "query")
 
     def __init__(
         self,
@@ -19,14 +21,18 @@ class Request:
         path: str,
         query: str,
         headers: dict[str, str],
-        body: bytes | list[bytes] = b"",
+        body: bytes | list[bytes] | memoryview = b"",
+        lease: object | None = None,
     ) -> None:
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
+        self.lease = lease
         self._body: bytes | None = body if isinstance(body, bytes) else None
-        self._parts: list[bytes] | None = None if isinstance(body, bytes) else body
+        self._parts: Sequence[bytes | memoryview] | None = (
+            None if isinstance(body, bytes) else [body] if isinstance(body, memoryview) else body
+        )
 
     @property
     def body(self) -> bytes:
@@ -37,7 +43,7 @@ class Request:
         return self._body
 
     @property
-    def parts(self) -> Sequence[bytes]:
+    def parts(self) -> Sequence[bytes | memoryview]:
         return (self._body,) if self._body is not None else self._parts or ()
 
 

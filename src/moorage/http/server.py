@@ -1,4 +1,4 @@
-"""HTTP/1.1 server as a bare ``asyncio.Protocol`` over httptools.
+"""HTTP/1.1 server as a bare ``asyncio.BufferedProtocol`` over httptools.
 
 Why not uvicorn: its ASGI layer costs about three times what this protocol does per request
 (PERFORMANCE.md), and the invocation path is all overhead. What it must keep from a real
@@ -8,6 +8,11 @@ server, and does: keep-alive, pipelining (answers in order), chunked request bod
 
 A handler gets a complete :class:`Request` and returns a :class:`Response` or a future of one;
 returning a future (not a coroutine) lets a dispatcher answer without creating a task.
+
+A body of known length above ``_STREAM_MIN`` is read by the kernel straight into one buffer of
+its size (the server's :data:`BodySink` may lend one, e.g. in shared memory), bypassing the
+parser: a 1 MiB body is then copied once on its way in, where reading it through the parser
+copies it three times (loop buffer, bytes per chunk, join).
 """
 
 import asyncio
@@ -33,8 +38,22 @@ Handler = Callable[[Request], "Response | asyncio.Future[Response]"]
 # adapter can give them its wire shape.
 ErrorRenderer = Callable[[int, str], Response]
 
+
+def _bytearray_sink(size: int) -> tuple[memoryview, object | None]:
+    return memoryview(bytearray(size)), None
+
+
+# Lends the buffer a large body of the given size is read into, and what holds it while in use
+# (kept as ``Request.lease``), e.g. a slot of shared memory the handler passes on as is.
+BodySink = Callable[[int], tuple[memoryview, object | None]]
+
 # Bodies above this are written separately from the head, to avoid copying them.
 _JOIN_LIMIT = 64 * 1024
+# Bodies of a known length above this are read into a buffer of their own (see above).
+_STREAM_MIN = 64 * 1024
+# What the parser reads into; one for all connections, since each read is parsed (and what
+# the request keeps, copied) before the next one starts.
+_READ_SIZE = 256 * 1024
 _SWEEP_INTERVAL = 0.5
 
 
@@ -69,7 +88,7 @@ class _Rejected(Exception):
     """Raised inside a parser callback to stop parsing a request that breaks a limit."""
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(asyncio.BufferedProtocol):
     __slots__ = (
         "_body",
         "_body_size",
@@ -78,10 +97,14 @@ class _Connection(asyncio.Protocol):
         "_current_keep_alive",
         "_header_bytes",
         "_headers",
+        "_keep_alive",
+        "_lease",
+        "_method",
         "_queue",
         "_reading_paused",
         "_rejection",
         "_server",
+        "_sink",
         "_url",
         "_write_paused",
         "deadline",
@@ -109,6 +132,11 @@ class _Connection(asyncio.Protocol):
         self._header_bytes = 0
         self._body: list[bytes] = []
         self._body_size = 0
+        # The buffer a large body is read into, once its headers are in (see _stream).
+        self._sink: memoryview | None = None
+        self._lease: object | None = None
+        self._keep_alive = True
+        self._method = b""
 
     # asyncio.Protocol
 
@@ -122,6 +150,7 @@ class _Connection(asyncio.Protocol):
         self._server.connections.discard(self)
         self._closing = True
         self._queue.clear()
+        self._reset_message()  # gives back a body buffer lent by the sink
         self.transport = None
 
     def pause_writing(self) -> None:
@@ -133,9 +162,26 @@ class _Connection(asyncio.Protocol):
         if len(self._queue) < self._server.limits.max_pipelined:
             self._resume_reading()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        sink = self._sink
+        if sink is None:
+            return self._server.read_buffer
+        # Only the rest of the body: what follows it is the next request, for the parser.
+        return sink[self._body_size :]
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self._closing:
             return
+        if self._sink is None:
+            self._feed(self._server.read_buffer[:nbytes])
+            return
+        self._body_size += nbytes
+        if self._body_size == len(self._sink):
+            # The parser saw the headers only; a fresh one takes the next request.
+            self.parser = httptools.HttpRequestParser(self)
+            self._complete(self._keep_alive)
+
+    def _feed(self, data: memoryview) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:
@@ -176,20 +222,42 @@ class _Connection(asyncio.Protocol):
             self._reject(self._server.error(413, _too_large(limit)))
         if self._headers.get("expect", "").lower() == "100-continue" and self.transport:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if length is not None and length.isdigit() and "transfer-encoding" not in self._headers:
+            self._stream(int(length))
+
+    def _stream(self, length: int) -> None:
+        if length <= _STREAM_MIN:
+            return
+        self._sink, self._lease = self._server.sink(length)
+        self._keep_alive = self.parser.should_keep_alive()
+        self._method = self.parser.get_method()
 
     def on_body(self, body: bytes) -> None:
+        sink = self._sink
+        start = self._body_size
         self._body_size += len(body)
+        if sink is not None:
+            # The part of the body that came with the headers.
+            sink[start : self._body_size] = body
+            return
         if self._body_size > self._server.limits.max_body:
             self._reject(self._server.error(413, _too_large(self._server.limits.max_body)))
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._complete(self.parser.should_keep_alive())
+
+    def _complete(self, keep_alive: bool) -> None:
         path, _, query = self._url.decode("latin-1").partition("?")
-        parts = self._body
-        body: bytes | list[bytes] = parts[0] if len(parts) == 1 else (parts or b"")
-        method = self.parser.get_method().decode("ascii")
-        request = Request(method, path, query, self._headers, body)
-        keep_alive = self.parser.should_keep_alive()
+        body: bytes | list[bytes] | memoryview
+        if self._sink is not None:
+            body = self._sink
+            method = self._method
+        else:
+            parts = self._body
+            body = parts[0] if len(parts) == 1 else (parts or b"")
+            method = self.parser.get_method()
+        request = Request(method.decode("ascii"), path, query, self._headers, body, self._lease)
         self._reset_message()
         self.deadline = math.inf
         if self._busy:
@@ -327,11 +395,17 @@ class HttpServer:
     """
 
     def __init__(
-        self, handler: Handler, limits: Limits, error: ErrorRenderer = Response.text
+        self,
+        handler: Handler,
+        limits: Limits,
+        error: ErrorRenderer = Response.text,
+        sink: BodySink = _bytearray_sink,
     ) -> None:
         self.handler = handler
         self.limits = limits
         self.error = error
+        self.sink = sink
+        self.read_buffer = memoryview(bytearray(_READ_SIZE))
         self.loop = asyncio.get_running_loop()
         self.connections: set[_Connection] = set()
         self._servers: list[asyncio.Server] = []

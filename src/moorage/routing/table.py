@@ -45,7 +45,7 @@ class InstanceRoute:
         self,
         model_key: str | None,
         headers: Sequence[tuple[str, str]],
-        body: Sequence[bytes],
+        body: Sequence[bytes | memoryview],
         timeout: float,
     ) -> "asyncio.Future[ClientResponse]":
         """Send an invocation straight to a worker where one is connected, else to the front."""

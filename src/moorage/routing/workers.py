@@ -81,7 +81,7 @@ class WorkerChannels:
         channel: "_Channel",
         headers: Sequence[tuple[str, str]],
         model_name: str | None,
-        body: Sequence[bytes],
+        body: Sequence[bytes | memoryview],
         timeout: float,
     ) -> "asyncio.Future[ClientResponse]":
         future = channel.send(headers, model_name, body, self._loop.time() + timeout, timeout)
@@ -180,7 +180,7 @@ class _Channel(frames.FramedProtocol):
         self,
         headers: Sequence[tuple[str, str]],
         model_name: str | None,
-        body: Sequence[bytes],
+        body: Sequence[bytes | memoryview],
         deadline: float,
         timeout: float,
     ) -> "asyncio.Future[ClientResponse]":

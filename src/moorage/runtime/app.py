@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, unquote
 
 from moorage.errors import LoadError, MoorageError
 from moorage.http import Request, Response
+from moorage.runtime.arena import Arena
 from moorage.runtime.config import RuntimeConfig
 from moorage.runtime.launcher import Launcher, make_launcher
 from moorage.runtime.loading import prepare
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 _LIST_LIMIT = 100
 _MODELS_PREFIX = "/models/"
 _INVOKE = "/invoke"
+_MIN_SLOTS = 8
 
 
 def _json(status: int, payload: object) -> Response:
@@ -94,6 +96,13 @@ class Instance:
             use_zygote=config.use_zygote, preload=config.preload
         )
         self._status_root = make_status_root()
+        # Large bodies travel between this front and its workers in shared memory: enough
+        # slots for every worker to hold a request while as many more are being received.
+        self.arena = Arena(
+            self._status_root / "bodies",
+            config.max_payload,
+            count=max(_MIN_SLOTS, 2 * config.workers),
+        )
 
     # lifecycle
 
@@ -134,6 +143,7 @@ class Instance:
             status_root=self._status_root,
             launcher=self.launcher,
             socket_prefix=self.config.worker_sockets,
+            arena=self.arena,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> "asyncio.Task[Any]":
@@ -182,7 +192,7 @@ class Instance:
     def _invoke_single(self, request: Request) -> "Response | asyncio.Future[Response]":
         pool = self._single
         if pool is not None and pool.has_loaded:
-            return pool.submit(request.headers, request.parts)
+            return pool.submit(request.headers, request.parts, lease=request.lease)
         if self.config.multi_model:
             return _error(
                 400, "BadRequest", "This instance serves multiple models; use /models/{name}/invoke"
@@ -372,4 +382,4 @@ class Instance:
         if model is None or model.pool is None:
             return _error(404, "ModelNotFoundException", f"Model not found: {name}")
         model.last_used = time.time()
-        return model.pool.submit(request.headers, request.parts, name)
+        return model.pool.submit(request.headers, request.parts, name, request.lease)

@@ -55,10 +55,11 @@ def parse_media_type(value: str) -> MediaType:
     return MediaType(essence.strip().lower(), charset)
 
 
-def prepare_input(body: bytes | bytearray, content_type: str) -> str | bytes:
+def prepare_input(body: bytes | bytearray | memoryview, content_type: str) -> str | bytes:
     """The body as a user's ``input_fn`` receives it: str for JSON and CSV, bytes otherwise.
 
-    A large body arrives as a bytearray (read in place); text is decoded from it directly.
+    A large body arrives as a bytearray (read in place) or a view of shared memory; text is
+    decoded from it directly.
     """
     media = parse_media_type(content_type)
     if media.essence not in TEXT_INPUT_TYPES:
@@ -66,12 +67,12 @@ def prepare_input(body: bytes | bytearray, content_type: str) -> str | bytes:
     return _text(body, media)
 
 
-def _text(body: str | bytes | bytearray, media: MediaType) -> str:
+def _text(body: str | bytes | bytearray | memoryview, media: MediaType) -> str:
     if isinstance(body, str):
         return body
     charset = media.charset or "utf-8"
     try:
-        return body.decode(charset)
+        return str(body, charset)
     except (UnicodeDecodeError, LookupError) as exc:
         raise BadRequestBody(
             f"Request body is not valid {charset} text for content type '{media.essence}': {exc}"

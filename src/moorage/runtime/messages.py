@@ -9,11 +9,11 @@ from moorage.contract import ACCEPT, CONTENT_TYPE
 class InferenceRequest:
     """``headers`` maps lower-cased header names to values, as received from the client.
 
-    A large ``body`` is a bytearray, read in place; ``codecs.prepare_input`` hands user code
-    bytes.
+    A large ``body`` is a bytearray, read in place, or a view of the front's shared memory;
+    ``codecs.prepare_input`` hands user code str or bytes.
     """
 
-    body: bytes | bytearray
+    body: bytes | bytearray | memoryview
     headers: dict[str, str] = field(default_factory=dict)
     model_name: str | None = None
 

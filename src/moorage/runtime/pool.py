@@ -31,6 +31,7 @@ from typing import Any
 from moorage.contract import frames
 from moorage.errors import LoadError
 from moorage.http import Response
+from moorage.runtime.arena import Arena, Lease
 from moorage.runtime.launcher import Launcher, SpawnLauncher, WorkerProcess
 from moorage.runtime.worker import BUSY, WorkerSpec, map_status
 
@@ -60,8 +61,10 @@ class _Pending:
     future: "asyncio.Future[Response]"
     headers: dict[str, str]
     model_name: str | None
-    body: Sequence[bytes]
+    body: Sequence[bytes | memoryview]
     size: int
+    # The slot of shared memory the body is in, if it is; held until the worker answers.
+    lease: Lease | None
 
 
 class _Link(frames.FramedProtocol):
@@ -74,7 +77,7 @@ class _Link(frames.FramedProtocol):
         self.process: WorkerProcess | None = None
         self.is_ready = False
         # Requests sent to the worker, oldest (the one it is running) first.
-        self.inflight: deque[asyncio.Future[Response]] = deque()
+        self.inflight: deque[_Pending] = deque()
         # When the worker began the oldest request in flight.
         self.head_started = 0.0
         # The oldest request was answered 504 while the worker still runs it.
@@ -87,15 +90,26 @@ class _Link(frames.FramedProtocol):
         assert self.transport is not None
         if not self.inflight:
             self.head_started = self.pool.loop.time()
-        self.inflight.append(pending.future)
-        self.write((pending.headers, pending.model_name), pending.body)
+        self.inflight.append(pending)
+        lease = pending.lease
+        if lease is None:
+            self.write((pending.headers, pending.model_name), pending.body)
+        else:
+            self.write((pending.headers, pending.model_name, lease.slot, pending.size), b"")
 
     def on_message(self, meta: Any, body: bytes | memoryview) -> None:
         if not self.is_ready:
             self.pool.on_hello(self, meta)
             return
-        status, content_type, extra = meta
-        future = self.inflight.popleft()
+        pending = self.inflight.popleft()
+        future = pending.future
+        if len(meta) == 4:
+            # The answer is in the request's slot.
+            status, content_type, extra, size = meta
+            assert pending.lease is not None
+            body = bytes(pending.lease.view[:size])
+        else:
+            status, content_type, extra = meta
         if not future.done():
             headers = [("Content-Type", content_type)] if content_type else []
             if extra:
@@ -107,7 +121,7 @@ class _Link(frames.FramedProtocol):
 
     def fail_inflight(self, response: Response) -> None:
         while self.inflight:
-            future = self.inflight.popleft()
+            future = self.inflight.popleft().future
             if not future.done():
                 future.set_result(response)
 
@@ -127,8 +141,10 @@ class WorkerPool:
         status_root: Path,
         launcher: Launcher | None = None,
         socket_prefix: str | None = None,
+        arena: Arena | None = None,
     ) -> None:
         self.spec = spec
+        self.arena = arena
         self.socket_prefix = socket_prefix
         self.launcher = launcher or SpawnLauncher()
         self.size = size
@@ -169,14 +185,20 @@ class WorkerPool:
             raise self.failure
 
     def submit(
-        self, headers: dict[str, str], body: Sequence[bytes], model_name: str | None = None
+        self,
+        headers: dict[str, str],
+        body: Sequence[bytes | memoryview],
+        model_name: str | None = None,
+        lease: object | None = None,
     ) -> "asyncio.Future[Response] | Response":
+        """Run a request on a worker; ``lease`` is the HTTP server's for the body's buffer."""
         if self.failure is not None:
             return Response.text(500, f"The model failed to load: {self.failure}")
         if self._is_stopping:
             return Response.text(503, "The model is being unloaded")
         size = sum(map(len, body))
-        pending = _Pending(self.loop.create_future(), headers, model_name, body, size)
+        slot = lease if isinstance(lease, Lease) and self.arena is not None else None
+        pending = _Pending(self.loop.create_future(), headers, model_name, body, size, slot)
         link = self._least_loaded(self._depth_for(size))
         if link is not None:
             link.send(pending)
@@ -265,8 +287,13 @@ class WorkerPool:
         self._on_exit(link, returncode)
 
     def _spec_for(self, link: _Link) -> WorkerSpec:
+        arena = self.arena
         return dataclasses.replace(
-            self.spec, listen=self._socket_path(link), status_path=str(self._status_path(link))
+            self.spec,
+            listen=self._socket_path(link),
+            status_path=str(self._status_path(link)),
+            arena=str(arena.path) if arena else None,
+            slot_size=arena.slot_size if arena else 0,
         )
 
     def _socket_path(self, link: _Link) -> str | None:
@@ -358,7 +385,7 @@ class WorkerPool:
             elapsed = now - link.head_started
             if not link.is_abandoned and elapsed > self.timeout_s:
                 link.is_abandoned = True
-                head = link.inflight[0]
+                head = link.inflight[0].future
                 if not head.done():
                     head.set_result(
                         Response.text(

@@ -34,7 +34,9 @@ async def serve(config: RuntimeConfig) -> None:
     instance = Instance(config)
     # A slow client gets as long to send its body as the model gets to answer it.
     server = HttpServer(
-        instance.handle, Limits(max_body=config.max_payload, read_timeout=config.timeout_s)
+        instance.handle,
+        Limits(max_body=config.max_payload, read_timeout=config.timeout_s),
+        sink=instance.arena.lend,
     )
     if config.unix_socket:
         await server.listen_unix(config.unix_socket)

@@ -32,6 +32,7 @@ from moorage.contract import frames
 from moorage.contract.frames import HEAD
 from moorage.errors import LoadError
 from moorage.http import malloc
+from moorage.runtime.arena import Slots
 from moorage.runtime.messages import InferenceRequest, InferenceResponse
 
 log = logging.getLogger("moorage.worker")
@@ -58,6 +59,9 @@ class WorkerSpec:
     # A file of BUSY.size bytes the worker maps and stamps with the CLOCK_MONOTONIC time at
     # which its current request began (0: idle), for the front's watchdog.
     status_path: str | None = None
+    # The front's shared memory for large bodies (``arena.py``) and the size of its slots.
+    arena: str | None = None
+    slot_size: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -94,7 +98,8 @@ def run(spec: WorkerSpec, fd: int) -> int:
     listener = _listen(spec.listen) if spec.listen else None
     _send(front, ("ready", os.getpid()))
     busy = map_status(spec.status_path) if spec.status_path else None
-    _Server(front, listener, handler.invoke, busy).run()
+    slots = Slots(spec.arena, spec.slot_size) if spec.arena else None
+    _Server(front, listener, handler.invoke, busy, slots).run()
     return 0
 
 
@@ -180,8 +185,10 @@ class _Server:
         listener: socket.socket | None,
         invoke: Callable[[InferenceRequest], InferenceResponse],
         busy: mmap.mmap | None,
+        slots: Slots | None,
     ) -> None:
         self.front = _Channel(front)
+        self.slots = slots
         self.channels = [self.front]
         self.listener = listener
         self.invoke = invoke
@@ -209,8 +216,16 @@ class _Server:
                         return
                     self._drop(channel)
 
-    def answer(self, channel: _Channel, meta: Any, body: bytes | bytearray) -> None:
-        headers, model_name = meta
+    def answer(self, channel: _Channel, meta: Any, body: bytes | bytearray | memoryview) -> None:
+        slot: memoryview | None = None
+        if len(meta) == 4:
+            # The body is in a slot of the front's shared memory; the answer goes there too.
+            headers, model_name, index, size = meta
+            assert self.slots is not None
+            slot = self.slots[index]
+            body = slot[:size]
+        else:
+            headers, model_name = meta
         busy = self.busy
         if busy is not None:
             # Memory writes, not system calls: the front reads the stamp to find a worker
@@ -220,9 +235,13 @@ class _Server:
         response = self.invoke(InferenceRequest(body, headers, model_name))
         if busy is not None:
             BUSY.pack_into(busy, 0, 0.0)
-        meta = (response.status, response.content_type, response.headers)
+        answer: tuple[Any, ...] = (response.status, response.content_type, response.headers)
+        out = response.body
+        if slot is not None and len(out) <= len(slot):
+            slot[: len(out)] = out
+            answer, out = (*answer, len(out)), b""
         try:
-            _send(channel.sock, meta, response.body)
+            _send(channel.sock, answer, out)
         except OSError:
             # A direct connection the server closed (it gave up on the request); the front's
             # own socket failing means the front is gone, which the next read tells.
