@@ -51,12 +51,14 @@ class Request:
 class Response:
     """``headers`` must not carry Content-Length or Connection: the server writes those.
 
-    ``body`` may be a memoryview of a larger buffer, to relay a large body without copying it.
+    ``body`` may be a memoryview of a larger buffer, to relay a large body without copying it;
+    ``lease`` then holds that buffer, and the server keeps it until the body is written out.
     """
 
     status: int
     body: bytes | memoryview = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    lease: object | None = None
 
     @classmethod
     def text(cls, status: int, message: str) -> "Response":

@@ -97,6 +97,7 @@ class _Connection(asyncio.BufferedProtocol):
         "_current_keep_alive",
         "_header_bytes",
         "_headers",
+        "_held",
         "_keep_alive",
         "_lease",
         "_method",
@@ -121,6 +122,8 @@ class _Connection(asyncio.BufferedProtocol):
         self._closing = False
         self._current_keep_alive = True
         self._write_paused = False
+        # Leases of answers' buffers the transport still writes from (see _hold).
+        self._held: list[object] = []
         self._reading_paused = False
         self._rejection: Response | None = None
         self._reset_message()
@@ -151,6 +154,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._closing = True
         self._queue.clear()
         self._reset_message()  # gives back a body buffer lent by the sink
+        self._held.clear()
         self.transport = None
 
     def pause_writing(self) -> None:
@@ -159,6 +163,8 @@ class _Connection(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._held:
+            self._release_held()
         if len(self._queue) < self._server.limits.max_pipelined:
             self._resume_reading()
 
@@ -338,12 +344,30 @@ class _Connection(asyncio.BufferedProtocol):
             transport.write(b"".join(parts))
         else:
             transport.write(b"".join(parts))
+            if response.lease is not None:
+                self._hold(transport, response.lease)
             transport.write(body)
+            if self._held and not transport.get_write_buffer_size():
+                self._release_held()
         if not keep_alive:
             self._closing = True
             transport.close()
         elif not self._queue:
             self.deadline = self._server.loop.time() + self._server.limits.keep_alive_timeout
+
+    def _hold(self, transport: asyncio.Transport, lease: object) -> None:
+        """Keep a lent buffer until the transport has written it all: it writes from the
+        buffer itself, not a copy. With no high-water mark, the transport pauses us as soon as
+        anything is left unwritten and resumes us once all of it is written, which tells when."""
+        if not self._held:
+            transport.set_write_buffer_limits(high=0)
+        self._held.append(lease)
+
+    def _release_held(self) -> None:
+        if self.transport is None or self.transport.get_write_buffer_size():
+            return
+        self._held.clear()
+        self.transport.set_write_buffer_limits()
 
     def _fail(self, response: Response) -> None:
         """Answer a request that cannot be parsed or breaks a limit, then close."""

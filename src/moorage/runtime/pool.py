@@ -103,18 +103,21 @@ class _Link(frames.FramedProtocol):
             return
         pending = self.inflight.popleft()
         future = pending.future
+        lease = None
         if len(meta) == 4:
-            # The answer is in the request's slot.
+            # The answer is in the request's slot: written out from there, which the lease
+            # keeps until done.
             status, content_type, extra, size = meta
-            assert pending.lease is not None
-            body = bytes(pending.lease.view[:size])
+            lease = pending.lease
+            assert lease is not None
+            body = lease.view[:size]
         else:
             status, content_type, extra = meta
         if not future.done():
             headers = [("Content-Type", content_type)] if content_type else []
             if extra:
                 headers.extend(extra)
-            future.set_result(Response(status, body, headers))
+            future.set_result(Response(status, body, headers, lease))
         self.is_abandoned = False
         self.head_started = self.pool.loop.time()
         self.pool.on_answer(self)
