@@ -18,6 +18,7 @@ from moorage.api.control_plane import ControlPlane
 from moorage.api.runtime import RuntimeApi
 from moorage.artifacts import materialize
 from moorage.config import ServerConfig
+from moorage.contract.arena import Arena, private_folder
 from moorage.control.reconciler import Reconciler
 from moorage.control.service import ControlService
 from moorage.errors import NotFound, ValidationError
@@ -49,7 +50,11 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = await asyncio.to_thread(open_store, config.store_url)
     metrics = EndpointMetrics()
-    table = RoutingTable()
+    # Large bodies are read into shared memory the workers read them from (contract.arena):
+    # enough slots for 8 large requests at a time; more take the socket.
+    bodies_dir = private_folder("moorage-server-")
+    arena = Arena(bodies_dir / "bodies", config.max_payload, count=_BODY_SLOTS)
+    table = RoutingTable(arena)
     runtime_dir = Path(tempfile.mkdtemp(prefix="moorage-"))
     fleet = LocalProcessFleet(
         logs_dir=config.logs_dir,
@@ -89,6 +94,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
         app.handle,
         Limits(max_body=config.max_payload, read_timeout=config.invocation_timeout_s),
         app.http_error,
+        sink=arena.lend,
     )
     host, port = await http.listen_tcp(config.host, config.port)
     if demo:
@@ -109,9 +115,11 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     await reconciler.stop()
     await asyncio.to_thread(store.close)
     shutil.rmtree(runtime_dir, ignore_errors=True)
+    shutil.rmtree(bodies_dir, ignore_errors=True)
 
 
 _DEMO = "demo"
+_BODY_SLOTS = 8
 _DEMO_HELP = """
 The bundled example model is deploying as the endpoint "demo". From Python:
 

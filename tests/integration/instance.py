@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import urllib3
 
@@ -124,3 +126,23 @@ def running_instance(
         if wait_ready:
             instance.wait_ready()
         yield instance
+
+
+def send_to_slow_reader(url: str, path: str, body: bytes) -> socket.socket:
+    """POST ``body`` from a socket with a small receive buffer, and leave the answer unread."""
+    address = urlsplit(url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.connect((address.hostname, address.port))
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    return sock
+
+
+def read_answer(sock: socket.socket, length: int) -> bytes:
+    received = b""
+    while b"\r\n\r\n" not in received or len(received.split(b"\r\n\r\n")[1]) < length:
+        chunk = sock.recv(1 << 20)
+        assert chunk
+        received += chunk
+    return received.split(b"\r\n\r\n", 1)[1]

@@ -3,17 +3,20 @@
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.fixtures.builders import model_dir
-from tests.integration.instance import running_instance, wait_until
+from tests.integration.instance import (
+    read_answer,
+    running_instance,
+    send_to_slow_reader,
+    wait_until,
+)
 
 PAD = 300_000
 
@@ -102,31 +105,12 @@ def test_answer_to_a_slow_reader_is_kept_until_written(tmp_path):
         # answer was written would show in the last check.
         readers = []
         for _ in range(9):
-            slow = _send_slowly_read(instance, body)
+            slow = send_to_slow_reader(instance.url, "/invocations", body)
             readers.append(slow)
             time.sleep(0.3)  # answered, and most of the answer still waits in the front
             with ThreadPoolExecutor(2) as pool:
                 assert [r.data for r in pool.map(instance.invoke, others)] == others
-            assert _read_answer(slow, len(body)) == body
+            assert read_answer(slow, len(body)) == body
         assert_travels_in_shared_memory(instance)
         for slow in readers:
             slow.close()
-
-
-def _send_slowly_read(instance, body: bytes) -> socket.socket:
-    address = urlsplit(instance.url)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-    sock.connect((address.hostname, address.port))
-    head = "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-    sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    return sock
-
-
-def _read_answer(sock: socket.socket, length: int) -> bytes:
-    received = b""
-    while b"\r\n\r\n" not in received or len(received.split(b"\r\n\r\n")[1]) < length:
-        chunk = sock.recv(1 << 20)
-        assert chunk
-        received += chunk
-    return received.split(b"\r\n\r\n", 1)[1]

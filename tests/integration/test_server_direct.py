@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.builders import model_dir, pack
-from tests.integration.instance import wait_until
+from tests.integration.instance import read_answer, send_to_slow_reader, wait_until
 from tests.integration.server import running_server
 from tests.integration.test_server_fleet import create_config, create_endpoint, variant
 from tests.integration.test_server_lifecycle import SKLEARN_IMAGE, unique
@@ -166,15 +166,45 @@ def test_bodies_large_and_small_come_back_to_their_own_callers(quick_runtime, sm
         assert all(pool.map(call, range(len(sizes))))
 
 
-def test_the_late_answer_of_a_timed_out_call_is_dropped(tmp_path):
+@pytest.mark.parametrize("pad", [0, 300_000], ids=["small", "large"])
+def test_the_late_answer_of_a_timed_out_call_is_dropped(tmp_path, pad):
     with running_server(tmp_path / "data", env={"MOORAGE_INVOCATION_TIMEOUT": "1"}) as server:
         sm, runtime = server.client("sagemaker"), server.client("sagemaker-runtime")
         endpoint = deploy(sm, "slow", tmp_path)
         with pytest.raises(runtime.exceptions.ModelError):
-            call(runtime, endpoint, {"sleep": 1.5, "echo": "late"})
-        # The next call waits for the worker to finish the timed-out one, then gets its own
-        # answer, not the late one.
-        assert call(runtime, endpoint, {"sleep": 0, "echo": "next"})["echo"] == "next"
+            call(runtime, endpoint, {"sleep": 1.5, "echo": "late", "pad": "x" * pad})
+        # The next calls wait for the worker to finish the timed-out one, then get their own
+        # answers, not the late one (a large body's slot stays lent until the late answer).
+        bodies = [{"sleep": 0, "echo": f"next-{n}", "pad": "y" * pad} for n in range(4)]
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda body: call(runtime, endpoint, body), bodies))
+        assert [a["echo"] for a in answers] == [f"next-{n}" for n in range(4)]
+
+
+def test_large_bodies_travel_in_the_servers_shared_memory(server, quick_runtime, slow_endpoint):
+    worker = worker_pid(quick_runtime, slow_endpoint)
+    marker = os.urandom(16).hex()
+    with frozen(front_of(worker)):
+        echo = call(quick_runtime, slow_endpoint, {"echo": marker, "pad": "z" * 300_000})
+    assert echo["echo"] == marker
+    [arena] = Path("/dev/shm").glob(f"moorage-server-{server.process.pid}-*-/bodies")
+    assert marker.encode() in arena.read_bytes()
+
+
+def test_large_bodies_to_a_multi_model_endpoint(quick_runtime, multi_model_endpoint):
+    bodies = [{"echo": f"m-{n}", "pad": "w" * 400_000} for n in range(12)]
+
+    def invoke(body: dict) -> str:
+        answer = quick_runtime.invoke_endpoint(
+            EndpointName=multi_model_endpoint,
+            TargetModel="slow.tar.gz",
+            ContentType="application/json",
+            Body=json.dumps(body).encode(),
+        )
+        return json.loads(answer["Body"].read())["echo"]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(invoke, bodies)) == [f"m-{n}" for n in range(12)]
 
 
 def test_a_worker_stuck_in_a_direct_call_is_replaced(tmp_path):
@@ -228,3 +258,32 @@ def _other(runtime, endpoint: str, old: int) -> int | None:
     except runtime.exceptions.ModelError:
         return None
     return pid if pid != old else None
+
+
+def test_answer_to_a_slow_reader_keeps_its_slot_until_written(server, quick_runtime, sm, tmp_path):
+    """The server writes a large answer out from the slot the worker put it in; later calls
+    do not overwrite it while a slow client still reads it, and the slot is lent again after."""
+    endpoint = deploy(sm, "identity", tmp_path)
+    body = b'"' + b"s" * 6_000_000 + b'"'
+    others = [b'"' + bytes([97 + n]) * 6_000_000 + b'"' for n in range(4)]
+
+    def invoke(other: bytes) -> bytes:
+        answer = quick_runtime.invoke_endpoint(
+            EndpointName=endpoint, ContentType="application/json", Body=other
+        )
+        return answer["Body"].read()
+
+    readers = []
+    for _ in range(9):  # more than the server's slots, on connections kept open
+        slow = send_to_slow_reader(server.url, f"/endpoints/{endpoint}/invocations", body)
+        readers.append(slow)
+        time.sleep(0.3)
+        with ThreadPoolExecutor(2) as pool:
+            assert list(pool.map(invoke, others)) == others
+        assert read_answer(slow, len(body)) == body
+    marker = os.urandom(16).hex()
+    assert json.loads(invoke(json.dumps({"m": marker, "pad": "q" * 300_000}).encode()))["m"]
+    [arena] = Path("/dev/shm").glob(f"moorage-server-{server.process.pid}-*-/bodies")
+    assert marker.encode() in arena.read_bytes()
+    for slow in readers:
+        slow.close()

@@ -16,6 +16,7 @@ from functools import partial
 
 from moorage.config import ServerConfig
 from moorage.contract import Env
+from moorage.contract.arena import Arena
 from moorage.domain import Model, ModelCacheSetting, ProductionVariant
 from moorage.errors import InstanceUnavailable, MoorageError
 from moorage.fleet import (
@@ -90,8 +91,10 @@ class FleetBuilder:
         metrics: EndpointMetrics,
         config: ServerConfig,
         on_instance_exit: Callable[[str], None],
+        arena: Arena | None = None,
     ) -> None:
         self._fleet = fleet
+        self._arena = arena
         self._metrics = metrics
         self._config = config
         self._on_instance_exit = on_instance_exit
@@ -179,7 +182,12 @@ class FleetBuilder:
         arn = self.log_stream_arn(fleet.endpoint, spec.variant, instance_id)
         models = InstanceModels() if container.is_multi_model else None
         route = InstanceRoute(
-            instance_id, pool, arn, models=models, worker_sockets=instance.worker_sockets
+            instance_id,
+            pool,
+            arn,
+            models=models,
+            worker_sockets=instance.worker_sockets,
+            arena=self._arena,
         )
         if models is None:
             await route.connect_workers()

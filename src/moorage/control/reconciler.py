@@ -46,7 +46,9 @@ class Reconciler:
         self._table = table
         self._metrics = metrics
         self._config = config
-        self._builder = FleetBuilder(fleet, metrics, config, lambda _: self.wake())
+        self._builder = FleetBuilder(
+            fleet, metrics, config, lambda _: self.wake(), arena=table.arena
+        )
         self._fleets: dict[str, RunningFleet] = {}
         self._operations: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()

@@ -9,11 +9,10 @@ class Request:
 
     The body arrives in pieces; ``parts`` hands them on as received (a proxy writes them out
     without joining them), ``body`` joins them once, on first use. A large body of known
-    length arrives whole, as a view of the buffer the server's sink lent; ``lease`` is what the
-    sink said holds that buffer.
+    length arrives whole, as a view of the buffer the server's sink lent.
     """
 
-    __slots__ = ("_body", "_parts", "headers", "lease", "method", "path", "query")
+    __slots__ = ("_body", "_parts", "headers", "method", "path", "query")
 
     def __init__(
         self,
@@ -22,13 +21,11 @@ class Request:
         query: str,
         headers: dict[str, str],
         body: bytes | list[bytes] | memoryview = b"",
-        lease: object | None = None,
     ) -> None:
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
-        self.lease = lease
         self._body: bytes | None = body if isinstance(body, bytes) else None
         self._parts: Sequence[bytes | memoryview] | None = (
             None if isinstance(body, bytes) else [body] if isinstance(body, memoryview) else body
@@ -51,14 +48,12 @@ class Request:
 class Response:
     """``headers`` must not carry Content-Length or Connection: the server writes those.
 
-    ``body`` may be a memoryview of a larger buffer, to relay a large body without copying it;
-    ``lease`` then holds that buffer, and the server keeps it until the body is written out.
+    ``body`` may be a memoryview of a larger buffer, to relay a large body without copying it.
     """
 
     status: int
     body: bytes | memoryview = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
-    lease: object | None = None
 
     @classmethod
     def text(cls, status: int, message: str) -> "Response":

@@ -39,13 +39,13 @@ Handler = Callable[[Request], "Response | asyncio.Future[Response]"]
 ErrorRenderer = Callable[[int, str], Response]
 
 
-def _bytearray_sink(size: int) -> tuple[memoryview, object | None]:
-    return memoryview(bytearray(size)), None
+def _bytearray_sink(size: int) -> memoryview:
+    return memoryview(bytearray(size))
 
 
-# Lends the buffer a large body of the given size is read into, and what holds it while in use
-# (kept as ``Request.lease``), e.g. a slot of shared memory the handler passes on as is.
-BodySink = Callable[[int], tuple[memoryview, object | None]]
+# Lends the buffer a large body of the given size is read into, e.g. a slot of shared memory
+# the handler passes on as is (``contract.arena``).
+BodySink = Callable[[int], memoryview]
 
 # Bodies above this are written separately from the head, to avoid copying them.
 _JOIN_LIMIT = 64 * 1024
@@ -97,9 +97,7 @@ class _Connection(asyncio.BufferedProtocol):
         "_current_keep_alive",
         "_header_bytes",
         "_headers",
-        "_held",
         "_keep_alive",
-        "_lease",
         "_method",
         "_queue",
         "_reading_paused",
@@ -122,8 +120,6 @@ class _Connection(asyncio.BufferedProtocol):
         self._closing = False
         self._current_keep_alive = True
         self._write_paused = False
-        # Leases of answers' buffers the transport still writes from (see _hold).
-        self._held: list[object] = []
         self._reading_paused = False
         self._rejection: Response | None = None
         self._reset_message()
@@ -137,7 +133,6 @@ class _Connection(asyncio.BufferedProtocol):
         self._body_size = 0
         # The buffer a large body is read into, once its headers are in (see _stream).
         self._sink: memoryview | None = None
-        self._lease: object | None = None
         self._keep_alive = True
         self._method = b""
 
@@ -154,7 +149,6 @@ class _Connection(asyncio.BufferedProtocol):
         self._closing = True
         self._queue.clear()
         self._reset_message()  # gives back a body buffer lent by the sink
-        self._held.clear()
         self.transport = None
 
     def pause_writing(self) -> None:
@@ -163,8 +157,6 @@ class _Connection(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._held:
-            self._release_held()
         if len(self._queue) < self._server.limits.max_pipelined:
             self._resume_reading()
 
@@ -234,7 +226,7 @@ class _Connection(asyncio.BufferedProtocol):
     def _stream(self, length: int) -> None:
         if length <= _STREAM_MIN:
             return
-        self._sink, self._lease = self._server.sink(length)
+        self._sink = self._server.sink(length)
         self._keep_alive = self.parser.should_keep_alive()
         self._method = self.parser.get_method()
 
@@ -263,7 +255,7 @@ class _Connection(asyncio.BufferedProtocol):
             parts = self._body
             body = parts[0] if len(parts) == 1 else (parts or b"")
             method = self.parser.get_method()
-        request = Request(method.decode("ascii"), path, query, self._headers, body, self._lease)
+        request = Request(method.decode("ascii"), path, query, self._headers, body)
         self._reset_message()
         self.deadline = math.inf
         if self._busy:
@@ -344,30 +336,14 @@ class _Connection(asyncio.BufferedProtocol):
             transport.write(b"".join(parts))
         else:
             transport.write(b"".join(parts))
-            if response.lease is not None:
-                self._hold(transport, response.lease)
+            # Written from the body's own buffer, not a copy: a view of a lent buffer keeps it
+            # lent until the transport has written it all (``contract.arena``).
             transport.write(body)
-            if self._held and not transport.get_write_buffer_size():
-                self._release_held()
         if not keep_alive:
             self._closing = True
             transport.close()
         elif not self._queue:
             self.deadline = self._server.loop.time() + self._server.limits.keep_alive_timeout
-
-    def _hold(self, transport: asyncio.Transport, lease: object) -> None:
-        """Keep a lent buffer until the transport has written it all: it writes from the
-        buffer itself, not a copy. With no high-water mark, the transport pauses us as soon as
-        anything is left unwritten and resumes us once all of it is written, which tells when."""
-        if not self._held:
-            transport.set_write_buffer_limits(high=0)
-        self._held.append(lease)
-
-    def _release_held(self) -> None:
-        if self.transport is None or self.transport.get_write_buffer_size():
-            return
-        self._held.clear()
-        self.transport.set_write_buffer_limits()
 
     def _fail(self, response: Response) -> None:
         """Answer a request that cannot be parsed or breaks a limit, then close."""

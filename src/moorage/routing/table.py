@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from moorage.contract import frames
+from moorage.contract.arena import Arena
 from moorage.http.client import ClientResponse, ConnectionPool
 from moorage.metrics import VariantMetrics
 from moorage.routing.models import InstanceModels, Loading, MultiModelSource
@@ -40,6 +41,8 @@ class InstanceRoute:
     worker_sockets: str | None = None
     # Direct connections to the workers of each model (None: the single model).
     workers: dict[str | None, WorkerChannels] = field(default_factory=dict)
+    # The server's shared memory for large bodies, which direct connections pass on.
+    arena: Arena | None = None
 
     def invoke(
         self,
@@ -69,7 +72,7 @@ class InstanceRoute:
         channels = self.workers.get(model_key)
         if channels is None:
             stem = frames.worker_socket_stem(self.worker_sockets, model_key)
-            channels = self.workers[model_key] = WorkerChannels(stem)
+            channels = self.workers[model_key] = WorkerChannels(stem, self.arena)
         return channels
 
     def forget(self, model_key: str) -> None:
@@ -233,8 +236,10 @@ class EndpointRoute:
 class RoutingTable:
     """Endpoint names are case-insensitive, as SageMaker's are."""
 
-    def __init__(self) -> None:
+    def __init__(self, arena: Arena | None = None) -> None:
         self._routes: dict[str, EndpointRoute] = {}
+        # Where the HTTP server reads large bodies into, for the workers to read them there.
+        self.arena = arena
 
     def get(self, name: str) -> EndpointRoute | None:
         return self._routes.get(name.lower())

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from moorage.contract import frames
+from moorage.contract.arena import Arena, answer_body, request_message
 from moorage.http.client import ClientResponse, UpstreamTimeout
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,10 @@ _DIED: Final = (
 class WorkerChannels:
     """Direct connections to the workers whose sockets are named ``{stem}{index}``."""
 
-    def __init__(self, stem: str) -> None:
+    def __init__(self, stem: str, arena: Arena | None = None) -> None:
         self._stem = stem
+        # Where large bodies are, when the HTTP server read them into this arena's slots.
+        self.arena = arena
         self._loop = asyncio.get_running_loop()
         self._channels: list[_Channel] = []
         self._connecting: set[str] = set()
@@ -144,14 +147,21 @@ class WorkerChannels:
 
 
 class _Pending:
-    __slots__ = ("deadline", "future", "timeout")
+    __slots__ = ("body", "deadline", "future", "timeout")
 
     def __init__(
-        self, future: "asyncio.Future[ClientResponse]", deadline: float, timeout: float
+        self,
+        future: "asyncio.Future[ClientResponse]",
+        deadline: float,
+        timeout: float,
+        body: Sequence[bytes | memoryview],
     ) -> None:
         self.future = future
         self.deadline = deadline
         self.timeout = timeout
+        # Kept until the worker answers: a body in a slot holds the slot, which the worker
+        # may write its answer into even after the request timed out.
+        self.body = body
 
 
 class _Channel(frames.FramedProtocol):
@@ -165,6 +175,12 @@ class _Channel(frames.FramedProtocol):
         self.inflight: deque[_Pending] = deque()
         # The oldest request timed out while the worker still runs it.
         self.is_abandoned = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        arena = self.owner.arena
+        if arena is not None:
+            self.write(("arena", str(arena.path), arena.slot_size), b"")
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -185,13 +201,14 @@ class _Channel(frames.FramedProtocol):
         timeout: float,
     ) -> "asyncio.Future[ClientResponse]":
         future: asyncio.Future[ClientResponse] = self._loop.create_future()
-        self.inflight.append(_Pending(future, deadline, timeout))
-        self.write((dict(headers), model_name), body)
+        self.inflight.append(_Pending(future, deadline, timeout, body))
+        self.write(*request_message(self.owner.arena, (dict(headers), model_name), body))
         return future
 
     def on_message(self, meta: Any, body: bytes | memoryview) -> None:
-        status, content_type, extra = meta
         pending = self.inflight.popleft()
+        # A body in the request's slot is relayed from there.
+        (status, content_type, extra), body = answer_body(meta, pending.body, body)
         self.is_abandoned = False
         if pending.future.done():
             return
@@ -214,6 +231,13 @@ class _Channel(frames.FramedProtocol):
                 )
 
     def close(self) -> None:
-        if self.transport is not None:
-            with contextlib.suppress(RuntimeError):
+        if self.transport is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            if self.inflight and self.owner.arena is not None:
+                # The worker may still write answers into the slots of the requests in
+                # flight: they stay lent until it has closed its end (done, or dead).
+                self._flush()
+                self.transport.write_eof()
+            else:
                 self.transport.close()

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from moorage.contract.arena import Arena
 from moorage.errors import LoadError, MoorageError
 from moorage.http import Request, Response
-from moorage.runtime.arena import Arena
 from moorage.runtime.config import RuntimeConfig
 from moorage.runtime.launcher import Launcher, make_launcher
 from moorage.runtime.loading import prepare
@@ -192,7 +192,7 @@ class Instance:
     def _invoke_single(self, request: Request) -> "Response | asyncio.Future[Response]":
         pool = self._single
         if pool is not None and pool.has_loaded:
-            return pool.submit(request.headers, request.parts, lease=request.lease)
+            return pool.submit(request.headers, request.parts)
         if self.config.multi_model:
             return _error(
                 400, "BadRequest", "This instance serves multiple models; use /models/{name}/invoke"
@@ -382,4 +382,4 @@ class Instance:
         if model is None or model.pool is None:
             return _error(404, "ModelNotFoundException", f"Model not found: {name}")
         model.last_used = time.time()
-        return model.pool.submit(request.headers, request.parts, name, request.lease)
+        return model.pool.submit(request.headers, request.parts, name)

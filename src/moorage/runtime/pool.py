@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from moorage.contract import frames
+from moorage.contract.arena import Arena, answer_body, private_folder, request_message
 from moorage.errors import LoadError
 from moorage.http import Response
-from moorage.runtime.arena import Arena, Lease
 from moorage.runtime.launcher import Launcher, SpawnLauncher, WorkerProcess
 from moorage.runtime.worker import BUSY, WorkerSpec, map_status
 
@@ -61,10 +61,9 @@ class _Pending:
     future: "asyncio.Future[Response]"
     headers: dict[str, str]
     model_name: str | None
+    # Kept until the worker answers: a body in a slot of the front's arena holds the slot.
     body: Sequence[bytes | memoryview]
     size: int
-    # The slot of shared memory the body is in, if it is; held until the worker answers.
-    lease: Lease | None
 
 
 class _Link(frames.FramedProtocol):
@@ -91,11 +90,8 @@ class _Link(frames.FramedProtocol):
         if not self.inflight:
             self.head_started = self.pool.loop.time()
         self.inflight.append(pending)
-        lease = pending.lease
-        if lease is None:
-            self.write((pending.headers, pending.model_name), pending.body)
-        else:
-            self.write((pending.headers, pending.model_name, lease.slot, pending.size), b"")
+        meta = (pending.headers, pending.model_name)
+        self.write(*request_message(self.pool.arena, meta, pending.body))
 
     def on_message(self, meta: Any, body: bytes | memoryview) -> None:
         if not self.is_ready:
@@ -103,21 +99,13 @@ class _Link(frames.FramedProtocol):
             return
         pending = self.inflight.popleft()
         future = pending.future
-        lease = None
-        if len(meta) == 4:
-            # The answer is in the request's slot: written out from there, which the lease
-            # keeps until done.
-            status, content_type, extra, size = meta
-            lease = pending.lease
-            assert lease is not None
-            body = lease.view[:size]
-        else:
-            status, content_type, extra = meta
+        # A body in the request's slot is written out from there.
+        (status, content_type, extra), body = answer_body(meta, pending.body, body)
         if not future.done():
             headers = [("Content-Type", content_type)] if content_type else []
             if extra:
                 headers.extend(extra)
-            future.set_result(Response(status, body, headers, lease))
+            future.set_result(Response(status, body, headers))
         self.is_abandoned = False
         self.head_started = self.pool.loop.time()
         self.pool.on_answer(self)
@@ -192,16 +180,13 @@ class WorkerPool:
         headers: dict[str, str],
         body: Sequence[bytes | memoryview],
         model_name: str | None = None,
-        lease: object | None = None,
     ) -> "asyncio.Future[Response] | Response":
-        """Run a request on a worker; ``lease`` is the HTTP server's for the body's buffer."""
         if self.failure is not None:
             return Response.text(500, f"The model failed to load: {self.failure}")
         if self._is_stopping:
             return Response.text(503, "The model is being unloaded")
         size = sum(map(len, body))
-        slot = lease if isinstance(lease, Lease) and self.arena is not None else None
-        pending = _Pending(self.loop.create_future(), headers, model_name, body, size, slot)
+        pending = _Pending(self.loop.create_future(), headers, model_name, body, size)
         link = self._least_loaded(self._depth_for(size))
         if link is not None:
             link.send(pending)
@@ -414,34 +399,8 @@ class WorkerPool:
 
 
 def make_status_root() -> Path:
-    """A private folder for the status files of this front's workers, in memory where the
-    system offers a writable place for it, else in the temporary folder. Folders left by
-    fronts that died (their pid is in the name) are removed first; a front removes its own
-    when it stops."""
-    for root in (Path("/dev/shm"), Path(tempfile.gettempdir())):
-        for stale in root.glob(f"{_STATUS_PREFIX}*-"):
-            pid = stale.name.removeprefix(_STATUS_PREFIX).split("-")[0]
-            if pid.isdigit() and not _is_alive(int(pid)):
-                shutil.rmtree(stale, ignore_errors=True)
-        try:
-            prefix = f"{_STATUS_PREFIX}{os.getpid()}-"
-            return Path(tempfile.mkdtemp(prefix=prefix, suffix="-", dir=root))
-        except OSError:
-            continue
-    raise OSError("no writable folder for the workers' status files")
-
-
-_STATUS_PREFIX = "moorage-workers-"
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """A private folder for the status files of this front's workers (and its arena)."""
+    return private_folder("moorage-workers-")
 
 
 def _describe_exit(returncode: int | None) -> str:

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from moorage.contract import frames
+from moorage.contract.arena import Slots
 from moorage.contract.frames import HEAD
 from moorage.errors import LoadError
 from moorage.http import malloc
-from moorage.runtime.arena import Slots
 from moorage.runtime.messages import InferenceRequest, InferenceResponse
 
 log = logging.getLogger("moorage.worker")
@@ -132,11 +132,13 @@ class _Channel:
     size, so it is copied once out of the kernel and never again.
     """
 
-    __slots__ = ("buffer", "sock")
+    __slots__ = ("buffer", "slots", "sock")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, slots: Slots | None = None) -> None:
         self.sock = sock
         self.buffer = bytearray()
+        # The peer's arena, where it puts large bodies (``contract.arena``).
+        self.slots = slots
 
     def fill(self) -> bool:
         """One read from the socket; False when the peer has closed it."""
@@ -187,8 +189,9 @@ class _Server:
         busy: mmap.mmap | None,
         slots: Slots | None,
     ) -> None:
-        self.front = _Channel(front)
-        self.slots = slots
+        self.front = _Channel(front, slots)
+        # Other peers' arenas by path, mapped once.
+        self.arenas: dict[str, Slots] = {}
         self.channels = [self.front]
         self.listener = listener
         self.invoke = invoke
@@ -206,7 +209,7 @@ class _Server:
             for channel in self.channels:
                 message = self._next(channel)
                 if message is not None:
-                    self.answer(channel, *message)
+                    self.handle(channel, *message)
                     answered = True
             if answered:
                 continue
@@ -216,16 +219,37 @@ class _Server:
                         return
                     self._drop(channel)
 
-    def answer(self, channel: _Channel, meta: Any, body: bytes | bytearray | memoryview) -> None:
-        slot: memoryview | None = None
-        if len(meta) == 4:
-            # The body is in a slot of the front's shared memory; the answer goes there too.
+    def handle(self, channel: _Channel, meta: Any, body: bytes | bytearray) -> None:
+        if meta[0] == "arena":
+            # A direct peer tells where its large bodies will be: ("arena", path, slot size).
+            _, path, slot_size = meta
+            try:
+                if path not in self.arenas:
+                    self.arenas[path] = Slots(path, slot_size)
+            except OSError as exc:
+                # The peer sees the connection close and sends through the front instead.
+                log.warning("cannot map %s (%s); closing that connection", path, exc)
+                self._drop(channel)
+                return
+            channel.slots = self.arenas[path]
+        elif len(meta) == 4:
+            # The body is in a slot of the peer's arena; the answer goes there too if it fits.
             headers, model_name, index, size = meta
-            assert self.slots is not None
-            slot = self.slots[index]
-            body = slot[:size]
+            assert channel.slots is not None
+            slot = channel.slots[index]
+            self.answer(channel, headers, model_name, slot[:size], slot)
         else:
             headers, model_name = meta
+            self.answer(channel, headers, model_name, body, None)
+
+    def answer(
+        self,
+        channel: _Channel,
+        headers: dict[str, str],
+        model_name: str | None,
+        body: bytes | bytearray | memoryview,
+        slot: memoryview | None,
+    ) -> None:
         busy = self.busy
         if busy is not None:
             # Memory writes, not system calls: the front reads the stamp to find a worker

@@ -1,0 +1,150 @@
+"""Shared memory for large bodies between a worker and its peers (its front, the server).
+
+Why: a 1 MiB body sent over a socket is copied into the kernel and out again on each way, and
+an event loop's reads copy it twice more. With a slot of shared memory, the peer's HTTP server
+has the kernel read the client's body straight into the slot (its ``BodySink`` is
+:meth:`Arena.lend`), the worker reads it there and writes its answer back into the same slot
+when it fits, and the HTTP server writes the answer out from there; only small frames cross
+the socket. On the shared bench's 1 MiB echo this is most of what a hop costs.
+
+An arena is one file in a private folder (in ``/dev/shm`` where it is writable), divided into
+slots of ``slot_size`` bytes (the payload limit, rounded up to a page). Pages are only used
+once touched, and slots are lent last-returned-first, so the memory in use follows the largest
+bodies seen at once, at most ``count * slot_size``. A body that does not fit, or finds every
+slot taken, is read into ordinary memory and travels over the socket.
+
+The buffer is the lease: a lent view exports a ctypes array over the slot that holds the
+slot's :class:`_Lease`, and every slice of it keeps that array alive, so the slot is given back
+when the last view is gone: the request, its record in the peer (kept until the worker has
+answered: a timed-out request's slot stays taken until the late answer, so the worker never
+writes into a slot lent again), the answer, and the transport writing it out. Reference
+counting makes that immediate on every path a request can end by.
+"""
+
+import contextlib
+import ctypes
+import mmap
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+_PAGE = mmap.PAGESIZE
+
+
+class Arena:
+    """The lending side: the HTTP server's peer of the workers."""
+
+    def __init__(self, path: Path, slot_size: int, count: int) -> None:
+        self.path = path
+        self.slot_size = -(-slot_size // _PAGE) * _PAGE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, self.slot_size * count)
+            self._map = mmap.mmap(fd, self.slot_size * count)
+        finally:
+            os.close(fd)
+        self._slot_type = ctypes.c_char * self.slot_size
+        # Last returned, first lent: the same few slots (and pages) serve most requests.
+        self._free = list(range(count - 1, -1, -1))
+
+    def lend(self, size: int) -> memoryview:
+        """A buffer of ``size`` bytes for a body: a slot if one fits and is free, else
+        ordinary memory."""
+        if size > self.slot_size or not self._free:
+            return memoryview(bytearray(size))
+        slot = self._free.pop()
+        array: Any = self._slot_type.from_buffer(self._map, slot * self.slot_size)
+        array.lease = _Lease(self, slot)
+        return memoryview(array).cast("B")[:size]
+
+    def slot_of(self, body: object) -> int | None:
+        """The slot a body is in, if it is a view this arena lent."""
+        if isinstance(body, memoryview):
+            lease = getattr(body.obj, "lease", None)
+            if isinstance(lease, _Lease) and lease.arena is self:
+                return lease.slot
+        return None
+
+    @staticmethod
+    def whole(body: memoryview) -> memoryview:
+        """The whole slot a lent view is part of (an answer may be longer than the request)."""
+        return memoryview(body.obj).cast("B")
+
+    @property
+    def free_slots(self) -> int:
+        return len(self._free)
+
+
+def request_message(
+    arena: Arena | None, meta: tuple[Any, ...], body: Sequence[bytes | memoryview]
+) -> tuple[tuple[Any, ...], Sequence[bytes | memoryview]]:
+    """A request to a worker as sent: ``meta`` and the body, or, for a body in a slot of the
+    arena, ``meta`` with the slot and the body's length appended, and no body."""
+    slot = arena.slot_of(body[0]) if arena is not None and len(body) == 1 else None
+    if slot is None:
+        return meta, body
+    return (*meta, slot, len(body[0])), ()
+
+
+def answer_body(
+    meta: tuple[Any, ...], request: Sequence[bytes | memoryview], body: bytes | memoryview
+) -> tuple[tuple[Any, ...], bytes | memoryview]:
+    """A worker's answer ``(status, content_type, extra_headers)`` and its body, which is in the
+    request's slot when the worker appended the body's length to the meta."""
+    if len(meta) == 3:
+        return meta, body
+    *answer, size = meta
+    view = request[0]
+    assert isinstance(view, memoryview)
+    return tuple(answer), Arena.whole(view)[:size]
+
+
+class _Lease:
+    __slots__ = ("arena", "slot")
+
+    def __init__(self, arena: Arena, slot: int) -> None:
+        self.arena = arena
+        self.slot = slot
+
+    def __del__(self) -> None:
+        self.arena._free.append(self.slot)
+
+
+class Slots:
+    """The worker's side: an arena's file, mapped, and its slots by index."""
+
+    def __init__(self, path: str, slot_size: int) -> None:
+        with open(path, "r+b") as file:
+            self._view = memoryview(mmap.mmap(file.fileno(), 0))
+        self.slot_size = slot_size
+
+    def __getitem__(self, index: int) -> memoryview:
+        start = index * self.slot_size
+        return self._view[start : start + self.slot_size]
+
+
+def private_folder(prefix: str) -> Path:
+    """A new folder only this process uses, in memory where the system offers a writable place
+    for it, else in the temporary folder. Its name carries our pid: folders of the same prefix
+    left by processes that died are removed first; the owner removes its own when it stops."""
+    for root in (Path("/dev/shm"), Path(tempfile.gettempdir())):
+        for stale in root.glob(f"{prefix}*-"):
+            pid = stale.name.removeprefix(prefix).split("-")[0]
+            if pid.isdigit() and not _is_alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", suffix="-", dir=root))
+    raise OSError(f"no writable folder for {prefix}* files")
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
