@@ -1,4 +1,4 @@
-"""HTTP/1.1 server as a bare ``asyncio.BufferedProtocol`` over httptools.
+"""HTTP/1.1 server as a bare ``asyncio.Protocol`` over httptools.
 
 Why not uvicorn: its ASGI layer costs about three times what this protocol does per request
 (PERFORMANCE.md), and the invocation path is all overhead. What it must keep from a real
@@ -12,7 +12,9 @@ returning a future (not a coroutine) lets a dispatcher answer without creating a
 A body of known length above ``_STREAM_MIN`` is read by the kernel straight into one buffer of
 its size (the server's :data:`BodySink` may lend one, e.g. in shared memory), bypassing the
 parser: a 1 MiB body is then copied once on its way in, where reading it through the parser
-copies it three times (loop buffer, bytes per chunk, join).
+copies it three times (loop buffer, bytes per chunk, join). For that time only, the
+transport's protocol is a :class:`_BodyReader`; small requests keep the cheaper
+``data_received`` path.
 """
 
 import asyncio
@@ -51,9 +53,6 @@ BodySink = Callable[[int], memoryview]
 _JOIN_LIMIT = 64 * 1024
 # Bodies of a known length above this are read into a buffer of their own (see above).
 _STREAM_MIN = 64 * 1024
-# What the parser reads into; one for all connections, since each read is parsed (and what
-# the request keeps, copied) before the next one starts.
-_READ_SIZE = 256 * 1024
 _SWEEP_INTERVAL = 0.5
 
 
@@ -88,7 +87,7 @@ class _Rejected(Exception):
     """Raised inside a parser callback to stop parsing a request that breaks a limit."""
 
 
-class _Connection(asyncio.BufferedProtocol):
+class _Connection(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_body_size",
@@ -160,26 +159,9 @@ class _Connection(asyncio.BufferedProtocol):
         if len(self._queue) < self._server.limits.max_pipelined:
             self._resume_reading()
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        sink = self._sink
-        if sink is None:
-            return self._server.read_buffer
-        # Only the rest of the body: what follows it is the next request, for the parser.
-        return sink[self._body_size :]
-
-    def buffer_updated(self, nbytes: int) -> None:
+    def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        if self._sink is None:
-            self._feed(self._server.read_buffer[:nbytes])
-            return
-        self._body_size += nbytes
-        if self._body_size == len(self._sink):
-            # The parser saw the headers only; a fresh one takes the next request.
-            self.parser = httptools.HttpRequestParser(self)
-            self._complete(self._keep_alive)
-
-    def _feed(self, data: memoryview) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:
@@ -189,6 +171,24 @@ class _Connection(asyncio.BufferedProtocol):
             self._fail(self._server.error(400, "Protocol upgrades are not supported"))
         except httptools.HttpParserError as exc:
             self._fail(self._server.error(400, f"Malformed HTTP request: {exc}"))
+            return
+        if self._sink is not None and self.transport is not None:
+            # A large body has begun: the rest of it goes straight into its buffer.
+            self.transport.set_protocol(_BodyReader(self))
+
+    def body_buffer(self) -> memoryview:
+        assert self._sink is not None
+        # Only the rest of the body: what follows it is the next request, for the parser.
+        return self._sink[self._body_size :]
+
+    def body_received(self, nbytes: int) -> None:
+        assert self._sink is not None
+        self._body_size += nbytes
+        if self._body_size == len(self._sink) and self.transport is not None:
+            self.transport.set_protocol(self)
+            # The parser saw the headers only; a fresh one takes the next request.
+            self.parser = httptools.HttpRequestParser(self)
+            self._complete(self._keep_alive)
 
     def eof_received(self) -> bool | None:
         # A half-closed client may still read the answers to what it sent.
@@ -214,21 +214,19 @@ class _Connection(asyncio.BufferedProtocol):
         self._headers[key] = text if previous is None else f"{previous}, {text}"
 
     def on_headers_complete(self) -> None:
+        headers = self._headers
+        length = headers.get("content-length")
+        size = int(length) if length is not None and length.isdigit() else 0
         limit = self._server.limits.max_body
-        length = self._headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
+        if size > limit:
             self._reject(self._server.error(413, _too_large(limit)))
-        if self._headers.get("expect", "").lower() == "100-continue" and self.transport:
+        if "expect" in headers and headers["expect"].lower() == "100-continue" and self.transport:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if length is not None and length.isdigit() and "transfer-encoding" not in self._headers:
-            self._stream(int(length))
-
-    def _stream(self, length: int) -> None:
-        if length <= _STREAM_MIN:
-            return
-        self._sink = self._server.sink(length)
-        self._keep_alive = self.parser.should_keep_alive()
-        self._method = self.parser.get_method()
+        if size > _STREAM_MIN and "transfer-encoding" not in headers:
+            self._sink = self._server.sink(size)
+            # Kept for when the body is in: the parser will not see it (see data_received).
+            self._keep_alive = self.parser.should_keep_alive()
+            self._method = self.parser.get_method()
 
     def on_body(self, body: bytes) -> None:
         sink = self._sink
@@ -384,6 +382,33 @@ class _Connection(asyncio.BufferedProtocol):
             self.transport.resume_reading()
 
 
+class _BodyReader(asyncio.BufferedProtocol):
+    """The transport's protocol while a large body is read into its buffer."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._connection.body_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._connection.body_received(nbytes)
+
+    def eof_received(self) -> bool | None:
+        return self._connection.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connection.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._connection.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._connection.resume_writing()
+
+
 def _too_large(limit: int) -> str:
     return f"Request body is larger than the limit of {limit} bytes"
 
@@ -405,7 +430,6 @@ class HttpServer:
         self.limits = limits
         self.error = error
         self.sink = sink
-        self.read_buffer = memoryview(bytearray(_READ_SIZE))
         self.loop = asyncio.get_running_loop()
         self.connections: set[_Connection] = set()
         self._servers: list[asyncio.Server] = []

@@ -220,7 +220,16 @@ class _Server:
                     self._drop(channel)
 
     def handle(self, channel: _Channel, meta: Any, body: bytes | bytearray) -> None:
-        if meta[0] == "arena":
+        if len(meta) == 2:
+            headers, model_name = meta
+            self.answer(channel, headers, model_name, body, None)
+        elif len(meta) == 4:
+            # The body is in a slot of the peer's arena; the answer goes there too if it fits.
+            headers, model_name, index, size = meta
+            assert channel.slots is not None
+            slot = channel.slots[index]
+            self.answer(channel, headers, model_name, slot[:size], slot)
+        else:
             # A direct peer tells where its large bodies will be: ("arena", path, slot size).
             _, path, slot_size = meta
             try:
@@ -232,15 +241,6 @@ class _Server:
                 self._drop(channel)
                 return
             channel.slots = self.arenas[path]
-        elif len(meta) == 4:
-            # The body is in a slot of the peer's arena; the answer goes there too if it fits.
-            headers, model_name, index, size = meta
-            assert channel.slots is not None
-            slot = channel.slots[index]
-            self.answer(channel, headers, model_name, slot[:size], slot)
-        else:
-            headers, model_name = meta
-            self.answer(channel, headers, model_name, body, None)
 
     def answer(
         self,
