@@ -51,7 +51,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     store = await asyncio.to_thread(open_store, config.store_url)
     metrics = EndpointMetrics()
     # Large bodies are read into shared memory the workers read them from (contract.arena):
-    # enough slots for 8 large requests at a time; more take the socket.
+    # 64 large requests at a time; more take the socket.
     bodies_dir = private_folder("moorage-server-")
     arena = Arena(bodies_dir / "bodies", config.max_payload, count=_BODY_SLOTS)
     table = RoutingTable(arena)
@@ -119,7 +119,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
 
 
 _DEMO = "demo"
-_BODY_SLOTS = 8
+_BODY_SLOTS = 64
 _DEMO_HELP = """
 The bundled example model is deploying as the endpoint "demo". From Python:
 

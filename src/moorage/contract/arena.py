@@ -8,10 +8,11 @@ when it fits, and the HTTP server writes the answer out from there; only small f
 the socket. On the shared bench's 1 MiB echo this is most of what a hop costs.
 
 An arena is one file in a private folder (in ``/dev/shm`` where it is writable), divided into
-slots of ``slot_size`` bytes (the payload limit, rounded up to a page). Pages are only used
-once touched, and slots are lent last-returned-first, so the memory in use follows the largest
-bodies seen at once, at most ``count * slot_size``. A body that does not fit, or finds every
-slot taken, is read into ordinary memory and travels over the socket.
+slots of ``slot_size`` bytes (the payload limit, rounded up to a page). The file is sparse: a
+slot's memory is reserved as bodies need it (in steps of ``_RESERVE_STEP``) and kept, and slots
+are lent last-returned-first, so the memory in use follows the largest bodies seen at once.
+A body that does not fit, finds every slot taken, or cannot have its memory, is read into
+ordinary memory and travels over the socket.
 
 The buffer is the lease: a lent view exports a ctypes array over the slot that holds the
 slot's :class:`_Lease`, and every slice of it keeps that array alive, so the slot is given back
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 _PAGE = mmap.PAGESIZE
+_RESERVE_STEP = 1024 * 1024
 
 
 class Arena:
@@ -40,25 +42,44 @@ class Arena:
     def __init__(self, path: Path, slot_size: int, count: int) -> None:
         self.path = path
         self.slot_size = -(-slot_size // _PAGE) * _PAGE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.ftruncate(fd, self.slot_size * count)
-            self._map = mmap.mmap(fd, self.slot_size * count)
-        finally:
-            os.close(fd)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.ftruncate(self._fd, self.slot_size * count)
+        self._map = mmap.mmap(self._fd, self.slot_size * count)
         self._slot_type = ctypes.c_char * self.slot_size
         # Last returned, first lent: the same few slots (and pages) serve most requests.
         self._free = list(range(count - 1, -1, -1))
+        # Bytes reserved from each slot's start (see _reserve).
+        self._reserved = [0] * count
 
     def lend(self, size: int) -> memoryview:
         """A buffer of ``size`` bytes for a body: a slot if one fits and is free, else
         ordinary memory."""
-        if size > self.slot_size or not self._free:
+        if size > self.slot_size or not self._free or not self._reserve(self._free[-1], size):
             return memoryview(bytearray(size))
         slot = self._free.pop()
         array: Any = self._slot_type.from_buffer(self._map, slot * self.slot_size)
         array.lease = _Lease(self, slot)
         return memoryview(array).cast("B")[:size]
+
+    def _reserve(self, slot: int, size: int) -> bool:
+        """Make sure the first ``size`` bytes of a slot have memory. Writing to a page of the
+        sparse file that a full ``/dev/shm`` (64 MiB in a default container) cannot back
+        would kill the writer with SIGBUS, so memory is reserved before a slot is lent, and
+        a slot that cannot have it is not used."""
+        have = self._reserved[slot]
+        if have >= size:
+            return True
+        need = min(self.slot_size, -(-size // _RESERVE_STEP) * _RESERVE_STEP)
+        try:
+            os.posix_fallocate(self._fd, slot * self.slot_size + have, need - have)
+        except OSError:
+            return False
+        self._reserved[slot] = need
+        return True
+
+    def capacity(self, slot: int) -> int:
+        """How much of a slot an answer may fill: what is reserved of it."""
+        return self._reserved[slot]
 
     def slot_of(self, body: object) -> int | None:
         """The slot a body is in, if it is a view this arena lent."""
@@ -82,11 +103,13 @@ def request_message(
     arena: Arena | None, meta: tuple[Any, ...], body: Sequence[bytes | memoryview]
 ) -> tuple[tuple[Any, ...], Sequence[bytes | memoryview]]:
     """A request to a worker as sent: ``meta`` and the body, or, for a body in a slot of the
-    arena, ``meta`` with the slot and the body's length appended, and no body."""
+    arena, ``meta`` with the slot, the body's length and the room for the answer appended, and
+    no body."""
     slot = arena.slot_of(body[0]) if arena is not None and len(body) == 1 else None
     if slot is None:
         return meta, body
-    return (*meta, slot, len(body[0])), ()
+    assert arena is not None
+    return (*meta, slot, len(body[0]), arena.capacity(slot)), ()
 
 
 def answer_body(

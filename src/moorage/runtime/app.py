@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 _LIST_LIMIT = 100
 _MODELS_PREFIX = "/models/"
 _INVOKE = "/invoke"
-_MIN_SLOTS = 8
+# Large requests at a time with a body in shared memory; more take the socket.
+_MIN_SLOTS = 64
 
 
 def _json(status: int, payload: object) -> Response:
@@ -96,8 +97,8 @@ class Instance:
             use_zygote=config.use_zygote, preload=config.preload
         )
         self._status_root = make_status_root()
-        # Large bodies travel between this front and its workers in shared memory: enough
-        # slots for every worker to hold a request while as many more are being received.
+        # Large bodies travel between this front and its workers in shared memory (a slot's
+        # memory is only taken once a body needs it).
         self.arena = Arena(
             self._status_root / "bodies",
             config.max_payload,

@@ -223,11 +223,11 @@ class _Server:
         if len(meta) == 2:
             headers, model_name = meta
             self.answer(channel, headers, model_name, body, None)
-        elif len(meta) == 4:
+        elif len(meta) == 5:
             # The body is in a slot of the peer's arena; the answer goes there too if it fits.
-            headers, model_name, index, size = meta
+            headers, model_name, index, size, room = meta
             assert channel.slots is not None
-            slot = channel.slots[index]
+            slot = channel.slots[index][:room]
             self.answer(channel, headers, model_name, slot[:size], slot)
         else:
             # A direct peer tells where its large bodies will be: ("arena", path, slot size).
