@@ -130,7 +130,7 @@ class _Connection(asyncio.Protocol):
         self._header_bytes = 0
         self._body: list[bytes] = []
         self._body_size = 0
-        # The buffer a large body is read into, once its headers are in (see _stream).
+        # The buffer a large body is read into, once its headers are in (see data_received).
         self._sink: memoryview | None = None
         self._keep_alive = True
         self._method = b""
