@@ -50,10 +50,9 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = await asyncio.to_thread(open_store, config.store_url)
     metrics = EndpointMetrics()
-    # Large bodies are read into shared memory the workers read them from (contract.arena):
-    # 64 large requests at a time; more take the socket.
+    # Large bodies are read into shared memory the workers read them from (contract.arena).
     bodies_dir = private_folder("moorage-server-")
-    arena = Arena(bodies_dir / "bodies", config.max_payload, count=_BODY_SLOTS)
+    arena = Arena(bodies_dir / "bodies", config.max_payload)
     table = RoutingTable(arena)
     runtime_dir = Path(tempfile.mkdtemp(prefix="moorage-"))
     fleet = LocalProcessFleet(
@@ -119,7 +118,6 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
 
 
 _DEMO = "demo"
-_BODY_SLOTS = 64
 _DEMO_HELP = """
 The bundled example model is deploying as the endpoint "demo". From Python:
 

@@ -34,12 +34,15 @@ from typing import Any
 
 _PAGE = mmap.PAGESIZE
 _RESERVE_STEP = 1024 * 1024
+# Large requests at a time with a body in shared memory; more travel over the socket. With 8,
+# 1 MiB bodies at 64 connections went half as fast as with 64.
+SLOTS = 64
 
 
 class Arena:
     """The lending side: the HTTP server's peer of the workers."""
 
-    def __init__(self, path: Path, slot_size: int, count: int) -> None:
+    def __init__(self, path: Path, slot_size: int, count: int = SLOTS) -> None:
         self.path = path
         self.slot_size = -(-slot_size // _PAGE) * _PAGE
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)

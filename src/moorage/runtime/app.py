@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from moorage.contract.arena import Arena
+from moorage.contract.arena import SLOTS, Arena
 from moorage.errors import LoadError, MoorageError
 from moorage.http import Request, Response
 from moorage.runtime.config import RuntimeConfig
@@ -51,8 +51,6 @@ log = logging.getLogger(__name__)
 _LIST_LIMIT = 100
 _MODELS_PREFIX = "/models/"
 _INVOKE = "/invoke"
-# Large requests at a time with a body in shared memory; more take the socket.
-_MIN_SLOTS = 64
 
 
 def _json(status: int, payload: object) -> Response:
@@ -102,7 +100,7 @@ class Instance:
         self.arena = Arena(
             self._status_root / "bodies",
             config.max_payload,
-            count=max(_MIN_SLOTS, 2 * config.workers),
+            count=max(SLOTS, 2 * config.workers),
         )
 
     # lifecycle
