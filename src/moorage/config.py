@@ -32,6 +32,9 @@ class ServerConfig:
     model_load_timeout_s: float = 360.0
     # Memory each multi-model instance may fill with models; None: from the instance type.
     memory_budget_mb: int | None = None
+    # AWS shared-credentials file whose keys may sign requests; None: no signatures checked,
+    # which the server allows on loopback only (DESIGN.md §8).
+    credentials_file: Path | None = None
 
     @property
     def store_url(self) -> str:
@@ -68,11 +71,13 @@ def load_server_config(
     host: str | None = None,
     port: int | None = None,
     data_dir: str | None = None,
+    credentials_file: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ServerConfig:
     env = os.environ if env is None else env
     directory = data_dir or env.get("MOORAGE_DATA_DIR") or str(Path.home() / ".moorage")
     account = env.get("MOORAGE_ACCOUNT", DEFAULT_ACCOUNT)
+    credentials = credentials_file or env.get("MOORAGE_CREDENTIALS_FILE")
     if not (account.isdigit() and len(account) == 12):
         raise ValidationError(f"MOORAGE_ACCOUNT={account!r} must be 12 digits")
     return ServerConfig(
@@ -87,4 +92,5 @@ def load_server_config(
         model_load_wait_s=_number(env, "MOORAGE_MODEL_LOAD_WAIT", 60.0),
         model_load_timeout_s=_number(env, "MOORAGE_MODEL_LOAD_TIMEOUT", 360.0),
         memory_budget_mb=int(_number(env, "MOORAGE_MEMORY_BUDGET_MB", 0)) or None,
+        credentials_file=Path(credentials).absolute() if credentials else None,
     )

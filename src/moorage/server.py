@@ -16,6 +16,7 @@ from moorage.api import validation
 from moorage.api.app import ServerApp
 from moorage.api.control_plane import ControlPlane
 from moorage.api.runtime import RuntimeApi
+from moorage.api.sigv4 import SignatureCheck, load_keys
 from moorage.artifacts import materialize
 from moorage.config import ServerConfig
 from moorage.contract.arena import Arena, private_folder
@@ -31,22 +32,29 @@ from moorage.store import open_store
 log = logging.getLogger("moorage.server")
 
 
-def check_binding(host: str) -> None:
-    """Refuse to serve beyond this machine: requests are not authenticated yet (DESIGN.md §8)."""
+def signature_check(config: ServerConfig) -> SignatureCheck | None:
+    """The check requests must pass, from the configured keys (DESIGN.md §8).
+
+    With no keys, requests are not authenticated, which is only safe on loopback: the server
+    refuses to bind anywhere else.
+    """
+    if config.credentials_file is not None:
+        return SignatureCheck(load_keys(config.credentials_file), config.region)
     try:
-        is_loopback = ipaddress.ip_address(host).is_loopback
+        is_loopback = ipaddress.ip_address(config.host).is_loopback
     except ValueError:
-        is_loopback = host == "localhost"
+        is_loopback = config.host == "localhost"
     if not is_loopback:
         raise ValidationError(
-            f"--host {host} would accept unauthenticated requests from other machines; "
-            "moorage does not verify AWS signatures yet, so it binds to loopback only "
-            "(e.g. --host 127.0.0.1)."
+            f"--host {config.host} would accept unauthenticated requests from other machines; "
+            "give --credentials-file (an AWS shared-credentials file) so requests must be "
+            "signed with one of its keys, or bind to loopback (e.g. --host 127.0.0.1)."
         )
+    return None
 
 
 async def serve(config: ServerConfig, *, demo: bool = False) -> None:
-    check_binding(config.host)
+    signatures = signature_check(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = await asyncio.to_thread(open_store, config.store_url)
     metrics = EndpointMetrics()
@@ -88,6 +96,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
             load_wait_s=config.model_load_wait_s,
         ),
         metrics,
+        signatures,
     )
     http = HttpServer(
         app.handle,

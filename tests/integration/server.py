@@ -26,13 +26,20 @@ class Server:
     data_dir: Path
     output: list[str] = field(default_factory=list)
 
-    def client(self, service: str = "sagemaker", **config):
+    def client(
+        self,
+        service: str = "sagemaker",
+        *,
+        credentials: dict[str, str] = CREDENTIALS,
+        region: str = REGION,
+        **config,
+    ):
         return boto3.client(
             service,
             endpoint_url=self.url,
-            region_name=REGION,
+            region_name=region,
             config=Config(retries={"max_attempts": 0, "mode": "standard"}, **config),
-            **CREDENTIALS,
+            **credentials,
         )
 
     def log_text(self) -> str:

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from moorage.api.control_plane import ControlPlane
 from moorage.api.errors import control_error, runtime_error
 from moorage.api.runtime import RuntimeApi
+from moorage.api.sigv4 import Refusal, SignatureCheck
 from moorage.http import Request, Response
 from moorage.metrics import EndpointMetrics
 
@@ -15,23 +16,37 @@ _ENDPOINTS: Final = "/endpoints/"
 
 
 class ServerApp:
+    """``signatures`` None: every request is accepted (loopback with no keys configured).
+
+    Health and metrics stay open either way, for load balancers and Prometheus.
+    """
+
     def __init__(
-        self, control_plane: ControlPlane, runtime: RuntimeApi, metrics: EndpointMetrics
+        self,
+        control_plane: ControlPlane,
+        runtime: RuntimeApi,
+        metrics: EndpointMetrics,
+        signatures: SignatureCheck | None = None,
     ) -> None:
         self._control_plane = control_plane
         self._runtime = runtime
         self._metrics = metrics
+        self._signatures = signatures
 
     def handle(self, request: Request) -> "Response | asyncio.Future[Response]":
         path = request.path
         if path.startswith(_ENDPOINTS):
             name, _, operation = path[len(_ENDPOINTS) :].partition("/")
             if operation == "invocations" and request.method == "POST":
+                if refusal := self._refusal(request):
+                    return runtime_error(refusal.status, refusal.code, refusal.message)
                 return self._runtime.invoke(request, _unquote(name))
             return runtime_error(
                 404, "UnknownOperationException", f"moorage does not serve {request.method} {path}"
             )
         if path == "/" and "x-amz-target" in request.headers:
+            if refusal := self._refusal(request):
+                return control_error(refusal.status, refusal.code, refusal.message)
             return asyncio.ensure_future(self._control_plane.handle(request))
         if path == "/metrics":
             return Response(
@@ -44,6 +59,15 @@ class ServerApp:
         return control_error(
             404, "UnknownOperationException", f"No route for {request.method} {path}"
         )
+
+    def _refusal(self, request: Request) -> Refusal | None:
+        if self._signatures is None:
+            return None
+        try:
+            self._signatures.verify(request)
+        except Refusal as refusal:
+            return refusal
+        return None
 
     @staticmethod
     def http_error(status: int, message: str) -> Response:

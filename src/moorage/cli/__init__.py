@@ -12,9 +12,16 @@ def _add_server(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
         description="Serve SageMaker's control plane (boto3 'sagemaker') and runtime "
         "('sagemaker-runtime') on one port; point endpoint_url at it.",
     )
-    server.add_argument("--host", help="address to bind (default 127.0.0.1; loopback only)")
+    server.add_argument(
+        "--host",
+        help="address to bind (default 127.0.0.1); beyond loopback it needs --credentials-file",
+    )
     server.add_argument("--port", type=int, help="port to bind (default 8080; 0: any)")
     server.add_argument("--data-dir", help="state, logs and model cache (default ~/.moorage)")
+    server.add_argument(
+        "--credentials-file",
+        help="AWS shared-credentials file: requests must be signed (SigV4) with one of its keys",
+    )
     server.add_argument(
         "--demo",
         action="store_true",

@@ -11,8 +11,13 @@ def run_server(args: argparse.Namespace) -> int:
     from moorage import server
 
     try:
-        config = load_server_config(host=args.host, port=args.port, data_dir=args.data_dir)
-        server.check_binding(config.host)
+        config = load_server_config(
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            credentials_file=args.credentials_file,
+        )
+        server.signature_check(config)
     except ValidationError as exc:
         print(f"moorage: {exc}", file=sys.stderr)
         return 2
