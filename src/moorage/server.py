@@ -110,6 +110,13 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
         await asyncio.to_thread(deploy_demo, service)
     reconciling = asyncio.create_task(reconciler.run())
     print(f"moorage server listening on http://{host}:{port}", flush=True)
+    if signatures is not None:
+        print(
+            f"Requests must be signed with a key from {config.credentials_file}: boto3 with that "
+            f"aws_access_key_id and aws_secret_access_key and region {config.region}, or curl "
+            f"--aws-sigv4 'aws:amz:{config.region}:sagemaker' --user KEY_ID:SECRET",
+            flush=True,
+        )
     if demo:
         print(_DEMO_HELP.format(url=f"http://{host}:{port}"), flush=True)
     stop = asyncio.Event()

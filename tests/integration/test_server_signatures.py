@@ -102,6 +102,11 @@ def test_a_refused_request_changes_nothing(server):
     assert all(e["EndpointStatus"] == "InService" for e in listed)
 
 
+def test_the_server_says_at_start_how_to_sign(server, credentials_file):
+    assert f"must be signed with a key from {credentials_file}" in server.log_text()
+    assert "--aws-sigv4 'aws:amz:us-east-1:sagemaker'" in server.log_text()
+
+
 def test_health_and_metrics_stay_open_for_probes_and_scrapers(server, endpoint):
     for path in ("/healthz", "/ping", "/metrics"):
         with urllib.request.urlopen(server.url + path, timeout=10) as answer:
