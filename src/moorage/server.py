@@ -19,7 +19,7 @@ from moorage.api.runtime import RuntimeApi
 from moorage.api.sigv4 import SignatureCheck, load_keys
 from moorage.artifacts import materialize
 from moorage.config import ServerConfig
-from moorage.contract.arena import Arena, private_folder
+from moorage.contract.arena import Arena, keep_trimmed, private_folder
 from moorage.control.reconciler import Reconciler
 from moorage.control.service import ControlService
 from moorage.errors import NotFound, ValidationError
@@ -109,6 +109,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
         # Before the address is announced, so a client that sees it also finds the endpoint.
         await asyncio.to_thread(deploy_demo, service)
     reconciling = asyncio.create_task(reconciler.run())
+    trimming = asyncio.create_task(keep_trimmed(arena))
     print(f"moorage server listening on http://{host}:{port}", flush=True)
     if signatures is not None:
         print(
@@ -126,7 +127,8 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     log.info("stopping")
     await http.close(grace=5.0)
     reconciling.cancel()
-    await asyncio.gather(reconciling, return_exceptions=True)
+    trimming.cancel()
+    await asyncio.gather(reconciling, trimming, return_exceptions=True)
     await reconciler.stop()
     await asyncio.to_thread(store.close)
     shutil.rmtree(runtime_dir, ignore_errors=True)

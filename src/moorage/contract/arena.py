@@ -9,8 +9,10 @@ the socket. On the shared bench's 1 MiB echo this is most of what a hop costs.
 
 An arena is one file in a private folder (in ``/dev/shm`` where it is writable), divided into
 slots of ``slot_size`` bytes (the payload limit, rounded up to a page). The file is sparse: a
-slot's memory is reserved as bodies need it (in steps of ``_RESERVE_STEP``) and kept, and slots
-are lent last-returned-first, so the memory in use follows the largest bodies seen at once.
+slot's memory is reserved as bodies need it (in steps of ``_RESERVE_STEP``), and slots are lent
+last-returned-first, so the memory in use follows the largest bodies seen at once. A slot left
+free for ``IDLE_S`` gives its memory back (:func:`keep_trimmed`), so a burst of large bodies
+does not leave the process holding memory for good.
 A body that does not fit, finds every slot taken, or cannot have its memory, is read into
 ordinary memory and travels over the socket.
 
@@ -22,12 +24,14 @@ writes into a slot lent again), the answer, and the transport writing it out. Re
 counting makes that immediate on every path a request can end by.
 """
 
+import asyncio
 import contextlib
 import ctypes
 import mmap
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,9 @@ _RESERVE_STEP = 1024 * 1024
 # Large requests at a time with a body in shared memory; more travel over the socket. With 8,
 # 1 MiB bodies at 64 connections went half as fast as with 64.
 SLOTS = 64
+# A free slot keeps its memory this long after its last body: long enough that steady traffic
+# does not pay for reserving it again, short enough that a burst's memory comes back.
+IDLE_S = 30.0
 
 
 class Arena:
@@ -51,8 +58,9 @@ class Arena:
         self._slot_type = ctypes.c_char * self.slot_size
         # Last returned, first lent: the same few slots (and pages) serve most requests.
         self._free = list(range(count - 1, -1, -1))
-        # Bytes reserved from each slot's start (see _reserve).
+        # Bytes reserved from each slot's start (see _reserve), and when each slot came back.
         self._reserved = [0] * count
+        self._returned = [0.0] * count
 
     def lend(self, size: int) -> memoryview:
         """A buffer of ``size`` bytes for a body: a slot if one fits and is free, else
@@ -101,6 +109,37 @@ class Arena:
     def free_slots(self) -> int:
         return len(self._free)
 
+    @property
+    def reserved(self) -> int:
+        """Bytes of memory the slots hold."""
+        return sum(self._reserved)
+
+    def trim(self, idle_s: float = IDLE_S) -> int:
+        """Give back the memory of slots free for ``idle_s`` seconds; the bytes released.
+
+        Only free slots are trimmed: a slot is free once every view of it is gone, and the
+        worker writes only into the slot of a request its peer still holds.
+        """
+        released = 0
+        oldest = time.monotonic() - idle_s
+        for slot in self._free:
+            if self._reserved[slot] and self._returned[slot] <= oldest:
+                start = slot * self.slot_size
+                try:
+                    self._map.madvise(mmap.MADV_REMOVE, start, self._reserved[slot])
+                except OSError:
+                    return released  # a file system that cannot punch holes: keep the memory
+                released += self._reserved[slot]
+                self._reserved[slot] = 0
+        return released
+
+
+async def keep_trimmed(arena: Arena, idle_s: float = IDLE_S) -> None:
+    """Trim ``arena`` every so often, for as long as the task runs."""
+    while True:
+        await asyncio.sleep(idle_s / 3)
+        arena.trim(idle_s)
+
 
 def request_message(
     arena: Arena | None, meta: tuple[Any, ...], body: Sequence[bytes | memoryview]
@@ -137,6 +176,7 @@ class _Lease:
 
     def __del__(self) -> None:
         self.arena._free.append(self.slot)
+        self.arena._returned[self.slot] = time.monotonic()
 
 
 class Slots:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from moorage.contract.arena import SLOTS, Arena
+from moorage.contract.arena import SLOTS, Arena, keep_trimmed
 from moorage.errors import LoadError, MoorageError
 from moorage.http import Request, Response
 from moorage.runtime.config import RuntimeConfig
@@ -107,6 +107,7 @@ class Instance:
 
     def start(self) -> None:
         """Begin loading the single model in the background; ``/ping`` tells when it is ready."""
+        self._spawn(keep_trimmed(self.arena))
         if not self.config.multi_model:
             self._spawn(self._load_single())
 

@@ -68,3 +68,19 @@ def test_bodies_not_in_a_slot_travel_as_they_are(arena):
     assert meta == ({}, "m")
     assert parts == [b"abc"]
     assert answer_body((200, None, []), [b"abc"], b"xyz") == ((200, None, []), b"xyz")
+
+
+def test_slots_left_idle_give_their_memory_back(tmp_path):
+    arena = Arena(tmp_path / "bodies", 3 * 1024 * 1024, count=2)
+    first, second = arena.lend(2 * 1024 * 1024), arena.lend(1024 * 1024)
+    del first
+    assert arena.trim(idle_s=60) == 0  # freed just now: kept for the next body
+    assert arena.trim(idle_s=0) == 2 * 1024 * 1024
+    # The slot still lent keeps its memory; only its megabyte is left in the file.
+    assert arena.reserved == 1024 * 1024
+    assert os.stat(arena.path).st_blocks * 512 == 1024 * 1024
+    assert arena.slot_of(second) is not None
+    again = arena.lend(10)  # a trimmed slot is reserved again before it is lent
+    assert arena.capacity(arena.slot_of(again)) == 1024 * 1024
+    again[:5] = b"fresh"
+    assert os.stat(arena.path).st_blocks * 512 == 2 * 1024 * 1024
