@@ -35,9 +35,13 @@ class ServerConfig:
     # AWS shared-credentials file whose keys may sign requests; None: no signatures checked,
     # which the server allows on loopback only (DESIGN.md §8).
     credentials_file: Path | None = None
+    # SQLAlchemy URL of the store (sqlite:///… or postgresql://…); None: SQLite in data_dir.
+    database_url: str | None = None
 
     @property
     def store_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url
         return f"sqlite:///{self.data_dir / 'moorage.db'}"
 
     @property
@@ -72,6 +76,7 @@ def load_server_config(
     port: int | None = None,
     data_dir: str | None = None,
     credentials_file: str | None = None,
+    database_url: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ServerConfig:
     env = os.environ if env is None else env
@@ -84,6 +89,7 @@ def load_server_config(
         host=host or env.get("MOORAGE_HOST") or "127.0.0.1",
         port=port if port is not None else int(env.get("MOORAGE_PORT") or 8080),
         data_dir=Path(directory).absolute(),
+        database_url=database_url or env.get("MOORAGE_DATABASE_URL") or None,
         region=env.get("MOORAGE_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
         account=account,
         invocation_timeout_s=_number(env, "MOORAGE_INVOCATION_TIMEOUT", 60.0),

@@ -19,6 +19,11 @@ def _add_server(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     server.add_argument("--port", type=int, help="port to bind (default 8080; 0: any)")
     server.add_argument("--data-dir", help="state, logs and model cache (default ~/.moorage)")
     server.add_argument(
+        "--database-url",
+        help="the store: postgresql://user:password@host/db (pip install 'moorage[postgresql]') "
+        "or sqlite:///path (default: moorage.db in the data dir)",
+    )
+    server.add_argument(
         "--credentials-file",
         help="AWS shared-credentials file: requests must be signed (SigV4) with one of its keys",
     )

@@ -15,6 +15,7 @@ def run_server(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             data_dir=args.data_dir,
+            database_url=args.database_url,
             credentials_file=args.credentials_file,
         )
         server.signature_check(config)

@@ -1,7 +1,7 @@
-"""The database connection: engine creation, SQLite's settings, read and write transactions.
+"""The database connection: engine creation, each engine's settings, read and write transactions.
 
-Every SQLite-only statement of the store lives here; the rest of the store is SQL that
-PostgreSQL runs unchanged.
+Every statement and setting that is SQLite's or PostgreSQL's alone lives here; the rest of the
+store is SQL that both run unchanged.
 """
 
 import sqlite3
@@ -17,8 +17,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 # An execution option that marks a connection as one that will write.
 _WRITE: Final = "moorage_write"
 _BUSY_TIMEOUT_MS: Final = 10_000
-# pg_advisory_xact_lock key for schema migrations: any constant moorage alone uses.
-_MIGRATION_LOCK: Final = 0x6D6F6F72
+# pg_advisory_xact_lock key of write transactions: any constant moorage alone uses.
+_WRITE_LOCK: Final = 0x6D6F6F72
 
 
 class Database:
@@ -38,31 +38,36 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A transaction that writes; it commits at the end, or rolls back on an exception.
 
-        On SQLite it takes the write lock at BEGIN (``BEGIN IMMEDIATE``): a deferred transaction
-        that reads and then writes fails at once with "database is locked" when another writer
-        committed in between, whatever the busy timeout.
+        Writers run one at a time on both engines; the store relies on it where it reads and
+        then writes (deleting a resource and its tags, replacing a tag, migrating). SQLite takes
+        its write lock at BEGIN (``BEGIN IMMEDIATE``): a deferred transaction that reads and then
+        writes fails at once with "database is locked" when another writer committed in
+        between, whatever the busy timeout. PostgreSQL takes an advisory lock until the end: at
+        READ COMMITTED, two deletes of one model would both report it deleted, two writes of one
+        tag would both insert it, two servers would both create a new database's tables.
         """
         with self._writer.begin() as conn:
             yield conn
-
-    def lock_for_migration(self, conn: Connection) -> None:
-        """Serialize schema migrations of several servers opening one database at once.
-
-        SQLite's write transaction already holds the only write lock; PostgreSQL needs a lock
-        that outlives the missing ``schema_version`` table.
-        """
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
 
     def close(self) -> None:
         self.engine.dispose()
 
 
 def create_database(url: str) -> Database:
-    """An engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout and real BEGINs."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return Database(sa.create_engine(parsed))
+    """An engine for ``url``, a SQLite or a PostgreSQL one. SQLite gets WAL, foreign keys, a
+    busy timeout and real BEGINs; PostgreSQL gets psycopg 3 for a bare ``postgresql://``."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ValueError(f"{url!r} is not a database URL") from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return Database(_postgresql_engine(parsed))
+    if backend != "sqlite":
+        raise ValueError(
+            f"moorage keeps its state in SQLite or PostgreSQL, not {backend}: "
+            f"{parsed.render_as_string(hide_password=True)}"
+        )
     database = parsed.database
     if not database or database == ":memory:" or database.startswith("file:"):
         raise ValueError(
@@ -92,3 +97,27 @@ def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: ConnectionP
 def _begin_sqlite(conn: Connection) -> None:
     is_write = conn.get_execution_options().get(_WRITE, False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if is_write else "BEGIN")
+
+
+def _postgresql_engine(url: sa.URL) -> Engine:
+    if url.drivername == "postgresql":
+        # SQLAlchemy's driver for a bare postgresql:// is psycopg2; the postgresql extra
+        # installs psycopg 3.
+        url = url.set(drivername="postgresql+psycopg")
+    try:
+        # Pre-ping: pooled connections die when PostgreSQL restarts or fails over, and the
+        # server outlives that.
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise ValueError(
+            f"{url.render_as_string(hide_password=True)} needs the Python module {exc.name}, "
+            "which is not installed; pip install 'moorage[postgresql]' installs psycopg, "
+            "the driver of postgresql:// URLs."
+        ) from exc
+    sa.event.listen(engine, "begin", _begin_postgresql)
+    return engine
+
+
+def _begin_postgresql(conn: Connection) -> None:
+    if conn.get_execution_options().get(_WRITE, False):
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_WRITE_LOCK)))

@@ -87,7 +87,6 @@ def migrate(db: Database, steps: Sequence[Step] = STEPS) -> int:
     """
     latest = len(steps)
     with db.write() as conn:
-        db.lock_for_migration(conn)
         conn.exec_driver_sql(_VERSION_TABLE)
         current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
         if current > latest:

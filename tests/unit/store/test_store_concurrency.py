@@ -1,9 +1,10 @@
 import threading
 
-from store_builders import arn_of, create_endpoint
+from store_builders import T0, arn_of, create_endpoint
 
 from moorage.domain import EndpointStatus, ResourceKind
 from moorage.store import open_store
+from moorage.store._migrations import STEPS
 
 S = EndpointStatus
 _WRITES = 40
@@ -42,9 +43,8 @@ def _writer(store, prefix):
     return write
 
 
-def test_two_stores_on_one_file_write_at_once_without_locking_errors(tmp_path):
-    url = f"sqlite:///{tmp_path / 'moorage.db'}"
-    with open_store(url) as first, open_store(url) as second:
+def test_two_stores_on_one_database_write_at_once_without_locking_errors(store_url):
+    with open_store(store_url) as first, open_store(store_url) as second:
         _run_together(_writer(first, "a"), _writer(second, "b"))
         assert len(first.endpoints.all()) == 2 * _WRITES
 
@@ -71,3 +71,49 @@ def test_exactly_one_of_two_racing_status_changes_wins(store):
         won = [new for new in outcomes if outcomes[new][i]]
         assert len(won) == 1
         assert store.endpoints.get(f"ep-{i}").status is won[0]
+
+
+def test_stores_opened_at_once_on_a_fresh_database_migrate_it_once(store_url):
+    opened = []
+
+    def open_one():
+        opened.append(open_store(store_url))
+
+    try:
+        _run_together(*([open_one] * 4))
+        assert [store.schema_version for store in opened] == [len(STEPS)] * 4
+    finally:
+        for store in opened:
+            store.close()
+
+
+def test_exactly_one_of_two_racing_deletes_wins(store):
+    for i in range(_WRITES):
+        store.models.create(f"m-{i}", arn_of(ResourceKind.MODEL, f"m-{i}"), {}, T0)
+    outcomes = {"first": [], "second": []}
+
+    def deleter(who):
+        def delete():
+            for i in range(_WRITES):
+                outcomes[who].append(store.models.delete(f"m-{i}"))
+
+        return delete
+
+    _run_together(deleter("first"), deleter("second"))
+    for first, second in zip(outcomes["first"], outcomes["second"], strict=True):
+        assert first != second
+
+
+def test_racing_tag_writes_to_one_key_all_succeed(store):
+    tagged = arn_of(ResourceKind.MODEL, "m")
+
+    def tagger(value):
+        def tag():
+            for _ in range(_WRITES):
+                store.tags.add(tagged, {"team": value})
+
+        return tag
+
+    _run_together(tagger("a"), tagger("b"))
+    (tag,) = store.tags.list(tagged, max_results=10).items
+    assert tag.value in {"a", "b"}

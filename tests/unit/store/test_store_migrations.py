@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import sqlalchemy as sa
 from store_builders import T0, arn_of
@@ -9,9 +11,12 @@ from moorage.store._migrations import STEPS, migrate
 from moorage.store._tables import metadata
 
 
-@pytest.fixture
-def url(tmp_path):
-    return f"sqlite:///{tmp_path / 'data' / 'moorage.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        # In a folder that does not exist yet: opening the store creates it.
+        return f"sqlite:///{tmp_path / 'data' / 'moorage.db'}"
+    return request.getfixturevalue("postgresql_url")
 
 
 def _versions(url):
@@ -48,8 +53,8 @@ def test_migrated_tables_have_the_columns_the_code_queries(url):
         assert primary_key["constrained_columns"] == [c.name for c in table.primary_key]
 
 
-def test_sqlite_runs_in_wal_mode(url):
-    with open_store(url) as store, store._db.read() as conn:
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    with open_store(f"sqlite:///{tmp_path / 'moorage.db'}") as store, store._db.read() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
@@ -119,3 +124,28 @@ def test_a_failing_step_leaves_the_database_as_it_was(url):
 def test_an_in_memory_database_is_refused(memory_url):
     with pytest.raises(ValueError, match="needs a SQLite database file"):
         open_store(memory_url)
+
+
+def test_a_bare_postgresql_url_opens_with_psycopg(postgresql_url):
+    bare = sa.make_url(postgresql_url).set(drivername="postgresql")
+    with open_store(bare.render_as_string(hide_password=False)) as store:
+        assert store._db.engine.driver == "psycopg"
+
+
+def test_a_missing_postgresql_driver_names_the_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(ValueError, match=r"pip install 'moorage\[postgresql\]'"):
+        open_store("postgresql://moorage@db.example/moorage")
+
+
+@pytest.mark.parametrize(
+    ("bad_url", "message"),
+    [
+        ("mysql://moorage:secret@db.example/moorage", "SQLite or PostgreSQL, not mysql"),
+        ("db.example:5432", "is not a database URL"),
+    ],
+)
+def test_a_url_of_no_supported_database_is_refused(bad_url, message):
+    with pytest.raises(ValueError, match=message) as caught:
+        open_store(bad_url)
+    assert "secret" not in str(caught.value)
