@@ -32,6 +32,10 @@ class ServerConfig:
     model_load_timeout_s: float = 360.0
     # Memory each multi-model instance may fill with models; None: from the instance type.
     memory_budget_mb: int | None = None
+    # Disk the unpacked models may take, and the free space to keep on their filesystem
+    # (MOORAGE_MODEL_CACHE_MB, MOORAGE_MODEL_CACHE_MIN_FREE_MB); None: the cache's defaults.
+    model_cache_mb: int | None = None
+    model_cache_min_free_mb: int | None = None
     # AWS shared-credentials file whose keys may sign requests; None: no signatures checked,
     # which the server allows on loopback only (DESIGN.md §8).
     credentials_file: Path | None = None
@@ -70,6 +74,15 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _megabytes(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    if not raw.strip().isdigit():
+        raise ValidationError(f"{name}={raw!r} must be a whole number of megabytes, 0 or more")
+    return int(raw)
+
+
 def load_server_config(
     *,
     host: str | None = None,
@@ -98,5 +111,7 @@ def load_server_config(
         model_load_wait_s=_number(env, "MOORAGE_MODEL_LOAD_WAIT", 60.0),
         model_load_timeout_s=_number(env, "MOORAGE_MODEL_LOAD_TIMEOUT", 360.0),
         memory_budget_mb=int(_number(env, "MOORAGE_MEMORY_BUDGET_MB", 0)) or None,
+        model_cache_mb=_megabytes(env, "MOORAGE_MODEL_CACHE_MB"),
+        model_cache_min_free_mb=_megabytes(env, "MOORAGE_MODEL_CACHE_MIN_FREE_MB"),
         credentials_file=Path(credentials).absolute() if credentials else None,
     )

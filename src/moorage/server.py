@@ -8,7 +8,6 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Callable
-from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from moorage.api.app import ServerApp
 from moorage.api.control_plane import ControlPlane
 from moorage.api.runtime import RuntimeApi
 from moorage.api.sigv4 import SignatureCheck, load_keys
-from moorage.artifacts import materialize
+from moorage.artifacts import DiskBudget, ModelCache
 from moorage.config import ServerConfig
 from moorage.contract.arena import Arena, keep_trimmed, private_folder
 from moorage.control.reconciler import Reconciler
@@ -51,6 +50,17 @@ def signature_check(config: ServerConfig) -> SignatureCheck | None:
             "signed with one of its keys, or bind to loopback (e.g. --host 127.0.0.1)."
         )
     return None
+
+
+def disk_budget(config: ServerConfig) -> DiskBudget:
+    """The models cache's budget; the instances read the same variables for the same cache."""
+    default = DiskBudget()
+    return DiskBudget(
+        max_bytes=(config.model_cache_mb or 0) * 2**20,
+        min_free_bytes=default.min_free_bytes
+        if config.model_cache_min_free_mb is None
+        else config.model_cache_min_free_mb * 2**20,
+    )
 
 
 async def serve(config: ServerConfig, *, demo: bool = False) -> None:
@@ -88,7 +98,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
             ModelLoader(
                 TargetChecker(),
                 load_timeout_s=config.model_load_timeout_s,
-                fetch=partial(materialize, cache_dir=config.cache_dir / "models"),
+                fetch=ModelCache(config.cache_dir / "models", disk_budget(config)).acquire,
             ),
             region=config.region,
             account=config.account,

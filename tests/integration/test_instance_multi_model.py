@@ -1,10 +1,12 @@
 """The multi-model /models API of one instance (spec/CONTAINER.md §5)."""
 
 import json
+import os
 import threading
 
 import pytest
 
+from moorage.artifacts import DiskBudget, ModelCache
 from tests.fixtures.builders import model_dir, pack
 from tests.integration.instance import running_instance, wait_until
 
@@ -150,3 +152,33 @@ def test_second_load_of_a_loading_model_is_409_and_the_first_succeeds(mme, tmp_p
     first.join()
     assert result[0].status == 200
     assert invoke(mme, "slow", b"x", **{"Content-Type": "text/plain"}).data == b"slow"
+
+
+def test_models_cycling_through_a_small_disk_cache_are_evicted_but_never_in_use(tmp_path):
+    # Each model takes a bit over 400 KiB on disk: two fit in the 1 MB budget, three do not.
+    archives = []
+    for number in range(6):
+        folder = model_dir("reads_its_files", tmp_path / "library" / f"m{number}")
+        (folder / "name.txt").write_text(f"m{number}")
+        (folder / "weights.bin").write_bytes(os.urandom(400 * 1024))
+        archives.append(pack(folder, tmp_path / f"m{number}.tar.gz"))
+    env = {"MOORAGE_MODEL_CACHE_MB": "1", "MOORAGE_MODEL_CACHE_MIN_FREE_MB": "0"}
+    cache = ModelCache(tmp_path / "cache" / "models", DiskBudget())
+
+    with running_instance(None, tmp_path, args=("--multi-model",), env=env) as mme:
+        # Loaded first and kept loaded: the least recently used model all along, which
+        # eviction must skip, since its worker reads its folder at every request.
+        assert load(mme, "keeper", archives[0]).status == 200
+        for _ in range(2):  # the second round finds each model evicted, and fetches it again
+            for number in range(1, 6):
+                assert load(mme, "current", archives[number]).status == 200
+                assert answer(mme, "current") == f"m{number}".encode()
+                assert answer(mme, "keeper") == b"m0"
+                assert cache.used_bytes() <= 1024 * 1024
+                assert mme.request("DELETE", "/models/current").status == 200
+
+
+def answer(instance, name: str) -> bytes:
+    response = invoke(instance, name, b"", **{"Content-Type": "text/plain"})
+    assert response.status == 200, response.data
+    return response.data

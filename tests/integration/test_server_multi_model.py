@@ -5,6 +5,7 @@ model's number), so each answer shows which model served it.
 """
 
 import json
+import os
 import re
 import sys
 import threading
@@ -15,6 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from moorage.artifacts import DiskBudget, ModelCache
 from tests.fixtures.builders import model_dir, pack
 from tests.integration.instance import wait_until
 from tests.integration.server import FAST_WAITER, running_server
@@ -366,13 +368,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.path == "/models":
             load = json.loads(body)
-            folder = pathlib.Path(load["url"])
-            models[load["model_name"]] = sorted(p.name for p in folder.iterdir())
+            models[load["model_name"]] = load["url"]
             self._answer(200, b"{{}}")
             return
         name = self.path.split("/")[2]
         target = self.headers["X-Amzn-SageMaker-Target-Model"]
-        self._answer(200, json.dumps({{"files": models[name], "target": target}}).encode())
+        # Read at every request, as a model server may: the folder must stay while loaded.
+        files = sorted(p.name for p in pathlib.Path(models[name]).iterdir())
+        answer = {{"files": files, "target": target, "folder": models[name]}}
+        self._answer(200, json.dumps(answer).encode())
 
     def _answer(self, status, body):
         self.send_response(status)
@@ -393,7 +397,40 @@ def test_bring_your_own_multi_model_server_loads_local_folders(sm, runtime, tmp_
     serve.chmod(0o755)
     endpoint = deploy(sm, str(prefix), image=f"file://{serve}")
     answer = runtime.invoke_endpoint(EndpointName=endpoint, TargetModel=model_name(3), Body=b"{}")
-    assert json.loads(answer["Body"].read()) == {
-        "files": ["code", "model.joblib"],
-        "target": model_name(3),
-    }
+    answered = json.loads(answer["Body"].read())
+    assert answered["files"] == ["code", "model.joblib"]
+    assert answered["target"] == model_name(3)
+
+
+def test_folders_fetched_for_a_container_are_evicted_only_once_it_is_gone(
+    server, sm, runtime, tmp_path
+):
+    serve = tmp_path / "serve"
+    serve.write_text(MME_SERVE_SCRIPT.format(python=sys.executable))
+    serve.chmod(0o755)
+    # An archive of its own: the cache is keyed by content, and the other tests' endpoints
+    # keep their models loaded, so a shared archive's folder could be in use elsewhere.
+    own = model_dir("sklearn_default", tmp_path / "own")
+    (own / "unique.txt").write_text(uuid.uuid4().hex)
+    (tmp_path / "prefix").mkdir()
+    pack(own, tmp_path / "prefix" / "own.tar.gz")
+    endpoint = deploy(sm, str(tmp_path / "prefix"), image=f"file://{serve}")
+
+    def files() -> dict:
+        answer = runtime.invoke_endpoint(
+            EndpointName=endpoint, TargetModel="own.tar.gz", Body=b"{}"
+        )
+        return json.loads(answer["Body"].read())
+
+    first = files()
+    # As a full disk would, from another process: everything no process uses goes.
+    cache = ModelCache(server.data_dir / "cache" / "models", DiskBudget(max_bytes=1))
+    cache.evict()
+    assert files() == first
+    sm.delete_endpoint(EndpointName=endpoint)
+
+    def is_evicted() -> bool:
+        cache.evict()
+        return not os.path.exists(first["folder"])
+
+    wait_until(is_evicted)

@@ -244,6 +244,7 @@ class FleetBuilder:
         )
         self._detach(variant, running)
         await running.route.close()
+        _release_leases(running.route)
         self._on_instance_exit(fleet.endpoint)
 
     def _detach(self, variant: RunningVariant, running: RunningInstance) -> None:
@@ -259,6 +260,7 @@ class FleetBuilder:
         await _drain(running.route, self._config.invocation_timeout_s)
         await running.route.close()
         await self._fleet.stop(running.instance)
+        _release_leases(running.route)
 
     async def stop(self, fleet: RunningFleet) -> None:
         await asyncio.gather(
@@ -281,6 +283,12 @@ def _multi_model_source(model: Model) -> MultiModelSource | None:
         workers=int(workers) if workers.isdigit() and int(workers) > 0 else 1,
         is_fetched_here=classify_image(container.image) is ImageKind.LOCAL_COMMAND,
     )
+
+
+def _release_leases(route: InstanceRoute) -> None:
+    # Only once its process is gone: a container may read its models' folders to the end.
+    if route.models is not None:
+        route.models.release_leases()
 
 
 def _loaded_models(route: VariantRoute) -> float:

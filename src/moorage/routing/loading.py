@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from moorage.artifacts import Lease
 from moorage.errors import InstanceUnavailable, ModelError, MoorageError, ValidationError
 from moorage.http.client import ClientResponse
 from moorage.metrics import VariantMetrics
@@ -45,11 +46,11 @@ class ModelLoader:
         checker: TargetChecker,
         *,
         load_timeout_s: float,
-        fetch: Callable[[str], object] | None = None,
+        fetch: Callable[[str], Lease] | None = None,
     ) -> None:
         self._checker = checker
         self._load_timeout_s = load_timeout_s
-        # For sources fetched here (a user's serve command): url → local folder.
+        # For sources fetched here (a user's serve command): url → local folder, leased.
         self._fetch = fetch
 
     def load(
@@ -72,13 +73,14 @@ class ModelLoader:
         checked.add_done_callback(attempt.on_checked)
         return loading
 
-    def _prepare(self, source: MultiModelSource, target: str) -> str:
+    def _prepare(self, source: MultiModelSource, target: str) -> tuple[str, Lease | None]:
         """Blocking: check the target exists; return what the instance is asked to load."""
         self._checker.check(source.prefix, target)
         url = source.prefix.resolve(target)
         if source.is_fetched_here and self._fetch is not None:
-            return str(self._fetch(url))
-        return url
+            lease = self._fetch(url)
+            return str(lease.path), lease
+        return url, None
 
     def unload(
         self, instance: InstanceRoute, model: LoadedModel, metrics: VariantMetrics
@@ -101,7 +103,13 @@ class ModelLoader:
             if models.unloading.get(model.key) is done:
                 del models.unloading[model.key]
             exc = upstream.exception()
-            if exc is None and upstream.result().status == 200:
+            status = None if exc is not None else upstream.result().status
+            if status in (200, 404):
+                # Only once the container has let go of it: it may still be reading it.
+                lease = models.leases.pop(model.key, None)
+                if lease is not None:
+                    lease.release()
+            if status == 200:
                 metrics.model_unloading_time.observe((time.perf_counter() - started) * 1e6)
             elif exc is not None:
                 log.warning("unloading %s from %s failed: %s", model.target, instance.pool, exc)
@@ -122,6 +130,7 @@ class _Attempt:
     __slots__ = (
         "deadline",
         "instance",
+        "lease",
         "loader",
         "loading",
         "loop",
@@ -152,14 +161,16 @@ class _Attempt:
         self.deadline = loop.time() + loader.load_timeout_s
         self.payload = b""
         self.sent = 0.0
+        self.lease: Lease | None = None
 
-    def on_checked(self, checked: "asyncio.Future[str]") -> None:
+    def on_checked(self, checked: "asyncio.Future[tuple[str, Lease | None]]") -> None:
         exc = checked.exception()
         if exc is not None:
             self.fail(exc)
             return
         loading = self.loading
-        self.payload = json.dumps({"model_name": loading.key, "url": checked.result()}).encode()
+        url, self.lease = checked.result()
+        self.payload = json.dumps({"model_name": loading.key, "url": url}).encode()
         unloading = self.models.unloading.get(loading.key)
         if unloading is not None:
             # Loading while the same model's unload is under way would be answered 409 and then
@@ -194,8 +205,11 @@ class _Attempt:
         status = answer.status
         if status == 200:
             self.record(answer)
+            self.keep_lease(replace=True)
             self.succeed()
         elif status == 409:
+            # The container still has the copy an earlier load gave it, from that one's folder.
+            self.keep_lease(replace=False)
             self.succeed()
         elif status == 507:
             self.make_room(answer)
@@ -253,6 +267,19 @@ class _Attempt:
             )
         )
 
+    def keep_lease(self, *, replace: bool) -> None:
+        lease, self.lease = self.lease, None
+        if lease is None:
+            return
+        leases, key = self.models.leases, self.loading.key
+        if key in leases and not replace:
+            lease.release()
+            return
+        old = leases.get(key)
+        leases[key] = lease
+        if old is not None:
+            old.release()
+
     def succeed(self) -> None:
         loading = self.loading
         models = self.models
@@ -266,6 +293,8 @@ class _Attempt:
         loading.future.set_result(model)
 
     def fail(self, exc: BaseException) -> None:
+        if self.lease is not None:
+            self.lease.release()
         loading = self.loading
         models = self.models
         if models.loading.get(loading.key) is loading:

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
+from moorage.artifacts import Lease
 from moorage.routing.targets import ModelPrefix
 
 # A holder whose copy of a model has this many requests in flight per worker is busy: the
@@ -60,6 +61,9 @@ class InstanceModels:
     loaded: OrderedDict[str, LoadedModel] = field(default_factory=OrderedDict)
     loading: dict[str, Loading] = field(default_factory=dict)
     unloading: dict[str, "asyncio.Future[None]"] = field(default_factory=dict)
+    # Folders fetched here for a user's container (``is_fetched_here``), by model key: kept on
+    # disk while the container may read them.
+    leases: dict[str, Lease] = field(default_factory=dict)
     _parked: list["asyncio.Future[None]"] = field(default_factory=list)
 
     @property
@@ -102,6 +106,12 @@ class InstanceModels:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._parked.append(waiter)
         return waiter
+
+    def release_leases(self) -> None:
+        """The instance is gone: the folders it loaded may be evicted."""
+        leases, self.leases = self.leases, {}
+        for lease in leases.values():
+            lease.release()
 
     def notify(self) -> None:
         if self._parked:

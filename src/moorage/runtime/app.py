@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from moorage.artifacts import Lease, ModelCache
 from moorage.contract.arena import SLOTS, Arena, keep_trimmed
 from moorage.errors import LoadError, MoorageError
 from moorage.http import Request, Response
@@ -71,6 +72,8 @@ class _Model:
     # Bytes held back from the budget while it loads.
     reserved: int = 0
     last_used: float = 0.0
+    # Keeps its folder out of the cache's eviction until its workers are gone.
+    lease: Lease | None = None
 
 
 async def _measure(pools: Sequence[WorkerPool]) -> list[int]:
@@ -86,6 +89,7 @@ class Instance:
         self.config = config
         self.loop = asyncio.get_running_loop()
         self._single: WorkerPool | None = None
+        self._single_lease: Lease | None = None
         self._single_failure: str | None = None
         self._models: dict[str, _Model] = {}
         # Pools still starting: stopped with the instance, though not yet in a _Model.
@@ -95,6 +99,7 @@ class Instance:
             use_zygote=config.use_zygote, preload=config.preload
         )
         self._status_root = make_status_root()
+        self._model_cache = ModelCache(config.cache_dir / "models", config.model_cache)
         # Large bodies travel between this front and its workers in shared memory (a slot's
         # memory is only taken once a body needs it).
         self.arena = Arena(
@@ -115,7 +120,9 @@ class Instance:
         url = self.config.model_url
         assert url is not None
         try:
-            spec = await asyncio.to_thread(prepare, url, self.config)
+            spec, self._single_lease = await asyncio.to_thread(
+                prepare, url, self.config, self._model_cache
+            )
             pool = self._pool(spec)
             self._single = pool
             await pool.start()
@@ -131,6 +138,9 @@ class Instance:
         if self._single is not None:
             pools.append(self._single)
         await asyncio.gather(*(pool.stop() for pool in pools), return_exceptions=True)
+        for lease in [m.lease for m in self._models.values()] + [self._single_lease]:
+            if lease is not None:
+                lease.release()
         await self.launcher.close()
         shutil.rmtree(self._status_root, ignore_errors=True)
 
@@ -295,29 +305,31 @@ class Instance:
         pool: WorkerPool | None = None
         try:
             started = time.perf_counter()
-            spec, size = await asyncio.to_thread(self._prepare, url, name)
+            spec, model.lease, size = await asyncio.to_thread(self._prepare, url, name)
             prepared = time.perf_counter()
             refusal = await self._budget_refusal(name, size)
             if refusal is not None:
-                del self._models[name]
+                self._forget(model)
                 return _error(507, "InsufficientStorage", refusal)
             pool = self._pool(spec)
             self._starting.add(pool)
             await pool.start()
             loaded = time.perf_counter()
         except MemoryExhausted as exc:
-            del self._models[name]
+            self._forget(model)
             return _error(507, "InsufficientStorage", f"Not enough memory to load {name}: {exc}")
         except LoadError as exc:
-            del self._models[name]
+            self._forget(model)
             return _error(500, "ModelLoadError", f"Failed to load {name}: {exc}")
         except MoorageError as exc:
-            del self._models[name]
+            self._forget(model)
             return _error(400, "BadRequest", f"Failed to load {name}: {exc}")
         except BaseException:
             self._models.pop(name, None)
             if pool is not None:
-                self._spawn(pool.stop())
+                self._spawn(self._stop_model(pool, model))
+            elif model.lease is not None:
+                model.lease.release()
             raise
         finally:
             model.reserved = 0
@@ -335,11 +347,24 @@ class Instance:
             },
         )
 
-    def _prepare(self, url: str, name: str) -> tuple[WorkerSpec, int]:
-        spec = prepare(url, self.config, model_name=name)
+    def _prepare(self, url: str, name: str) -> tuple[WorkerSpec, Lease, int]:
+        spec, lease = prepare(url, self.config, self._model_cache, model_name=name)
         # Only needed to estimate the first model's cost, and then only under a budget.
         size = tree_size(Path(spec.model_dir)) if self.config.memory_budget_bytes else 0
-        return spec, size
+        return spec, lease, size
+
+    def _forget(self, model: _Model) -> None:
+        """Drop a model whose load failed; its workers, if any started, are gone."""
+        del self._models[model.name]
+        if model.lease is not None:
+            model.lease.release()
+
+    @staticmethod
+    async def _stop_model(pool: WorkerPool, model: _Model) -> None:
+        await pool.stop()
+        # Only now: a worker still running may yet read the model's files.
+        if model.lease is not None:
+            model.lease.release()
 
     def _memory_refusal(self) -> str | None:
         if self.config.max_models and len(self._models) >= self.config.max_models:
@@ -373,7 +398,7 @@ class Instance:
         if model is None or model.pool is None:
             return _error(404, "ModelNotFoundException", f"Model not found: {name}")
         del self._models[name]
-        await model.pool.stop()
+        await self._stop_model(model.pool, model)
         log.info("unloaded model %s", name)
         return _json(200, {"status": f"Model {name} unloaded"})
 

@@ -6,9 +6,11 @@ reads the environment after this (the worker processes get their settings from t
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from moorage.artifacts import DiskBudget
+from moorage.artifacts.eviction import DEFAULT_MIN_FREE_BYTES
 from moorage.contract import DEFAULT_ACCEPT, MAX_PAYLOAD_BYTES, Env
 from moorage.errors import ValidationError
 
@@ -62,6 +64,9 @@ class RuntimeConfig:
     # Multi-model: bound on the private memory of all loaded models' workers; a load that would
     # pass it is refused with 507 (0: no budget).
     memory_budget_bytes: int = 0
+    # Disk the unpacked models may take (MOORAGE_MODEL_CACHE_MB, MOORAGE_MODEL_CACHE_MIN_FREE_MB);
+    # models no process uses are evicted to stay within it.
+    model_cache: DiskBudget = field(default_factory=DiskBudget)
     # Fork workers from a pre-imported zygote process (else spawn a fresh interpreter each).
     use_zygote: bool = False
     # Modules the zygote imports before it forks (MOORAGE_PRELOAD; default: DEFAULT_PRELOAD
@@ -99,6 +104,13 @@ def _budget(env: Mapping[str, str]) -> int:
     megabytes = _int(env, "MOORAGE_MEMORY_BUDGET_MB", 0)
     if megabytes < 0:
         raise ValidationError(f"MOORAGE_MEMORY_BUDGET_MB={megabytes} must be 0 (none) or more")
+    return megabytes * 1024 * 1024
+
+
+def _megabytes(env: Mapping[str, str], name: str, default: int) -> int:
+    megabytes = _int(env, name, default)
+    if megabytes < 0:
+        raise ValidationError(f"{name}={megabytes} must be 0 or more megabytes")
     return megabytes * 1024 * 1024
 
 
@@ -180,6 +192,12 @@ def load_config(
         min_free_bytes=_int(env, "MOORAGE_MIN_FREE_MEMORY_MB", 256) * 1024 * 1024,
         max_models=_int(env, "MOORAGE_MAX_LOADED_MODELS", 0),
         memory_budget_bytes=_budget(env),
+        model_cache=DiskBudget(
+            max_bytes=_megabytes(env, "MOORAGE_MODEL_CACHE_MB", 0),
+            min_free_bytes=_megabytes(
+                env, "MOORAGE_MODEL_CACHE_MIN_FREE_MB", DEFAULT_MIN_FREE_BYTES // 2**20
+            ),
+        ),
         # Multi-model instances start workers all the time, so a zygote pays off there; a
         # single-model instance starts its workers once, and an extra process holding the
         # preloaded libraries would only add to its memory (MOORAGE_ZYGOTE=on opts in).

@@ -4,13 +4,27 @@ Runs in the front (off its event loop), once per model, before any worker starts
 workers only import and call ``model_fn``.
 """
 
-from moorage.artifacts import install_requirements, materialize, resolve_code_dir
+from moorage.artifacts import Lease, ModelCache, install_requirements, resolve_code_dir
 from moorage.runtime.config import RuntimeConfig
 from moorage.runtime.worker import WorkerSpec
 
 
-def prepare(url: str, config: RuntimeConfig, *, model_name: str | None = None) -> WorkerSpec:
-    model_dir = materialize(url, config.cache_dir / "models")
+def prepare(
+    url: str, config: RuntimeConfig, models: ModelCache, *, model_name: str | None = None
+) -> tuple[WorkerSpec, Lease]:
+    """The spec of the model's workers, and the lease keeping its folder on disk: release it
+    once those workers are gone, not before, since a restarted worker loads it again."""
+    lease = models.acquire(url)
+    try:
+        spec = _spec(lease, config, model_name)
+    except BaseException:
+        lease.release()
+        raise
+    return spec, lease
+
+
+def _spec(lease: Lease, config: RuntimeConfig, model_name: str | None) -> WorkerSpec:
+    model_dir = lease.path
     # Multi-model endpoints take each model's code from its own archive (the toolkits ignore
     # SAGEMAKER_SUBMIT_DIRECTORY there).
     submit_directory = None if config.multi_model else config.submit_directory

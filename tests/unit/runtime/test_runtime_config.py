@@ -1,7 +1,8 @@
-"""RuntimeConfig's multi-model memory and zygote settings, read once from the environment."""
+"""RuntimeConfig's multi-model memory, disk and zygote settings, read once from the environment."""
 
 import pytest
 
+from moorage.artifacts import DiskBudget
 from moorage.errors import ValidationError
 from moorage.runtime.config import DEFAULT_PRELOAD, SINGLE_MODEL_PRELOAD, load_config
 
@@ -16,6 +17,21 @@ def test_memory_budget_is_megabytes_and_off_by_default():
 def test_bad_memory_budget_names_the_variable(value):
     with pytest.raises(ValidationError, match="MOORAGE_MEMORY_BUDGET_MB"):
         load_config(env={"MOORAGE_MEMORY_BUDGET_MB": value})
+
+
+def test_model_cache_budget_is_megabytes_with_a_free_space_floor():
+    default = load_config(env={}).model_cache
+    assert default == DiskBudget()
+    config = load_config(
+        env={"MOORAGE_MODEL_CACHE_MB": "300", "MOORAGE_MODEL_CACHE_MIN_FREE_MB": "0"}
+    )
+    assert config.model_cache == DiskBudget(max_bytes=300 * 2**20, min_free_bytes=0)
+
+
+@pytest.mark.parametrize("name", ["MOORAGE_MODEL_CACHE_MB", "MOORAGE_MODEL_CACHE_MIN_FREE_MB"])
+def test_bad_model_cache_budget_names_the_variable(name):
+    with pytest.raises(ValidationError, match=name):
+        load_config(env={name: "-5"})
 
 
 def test_preload_defaults_depend_on_the_mode():
