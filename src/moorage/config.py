@@ -30,6 +30,11 @@ class ServerConfig:
     # load is answered ModelNotReadyException while the load goes on, for up to the timeout.
     model_load_wait_s: float = 60.0
     model_load_timeout_s: float = 360.0
+    # Serverless variants: an instance with no request for this long is stopped (scale to zero,
+    # down to the ProvisionedConcurrency kept warm).
+    serverless_idle_s: float = 300.0
+    # Data capture: captured invocations are written out at least this often (seconds).
+    capture_flush_s: float = 5.0
     # Memory each multi-model instance may fill with models; None: from the instance type.
     memory_budget_mb: int | None = None
     # Disk the unpacked models may take, and the free space to keep on their filesystem
@@ -110,6 +115,8 @@ def load_server_config(
         stop_grace_s=_number(env, "MOORAGE_STOP_GRACE", 30.0),
         model_load_wait_s=_number(env, "MOORAGE_MODEL_LOAD_WAIT", 60.0),
         model_load_timeout_s=_number(env, "MOORAGE_MODEL_LOAD_TIMEOUT", 360.0),
+        serverless_idle_s=_number(env, "MOORAGE_SERVERLESS_IDLE", 300.0),
+        capture_flush_s=_number(env, "MOORAGE_CAPTURE_FLUSH_INTERVAL", 5.0),
         memory_budget_mb=int(_number(env, "MOORAGE_MEMORY_BUDGET_MB", 0)) or None,
         model_cache_mb=_megabytes(env, "MOORAGE_MODEL_CACHE_MB"),
         model_cache_min_free_mb=_megabytes(env, "MOORAGE_MODEL_CACHE_MIN_FREE_MB"),

@@ -91,6 +91,7 @@ class VariantMetrics:
     )
     model_loading_time: Distribution = field(default_factory=lambda: Distribution(_LOAD_BUCKETS))
     model_unloading_time: Distribution = field(default_factory=lambda: Distribution(_LOAD_BUCKETS))
+    model_setup_time: Distribution = field(default_factory=lambda: Distribution(_LOAD_BUCKETS))
     model_cache_hit: Distribution = field(default_factory=Distribution)
     loaded_model_count: Count = field(default_factory=Count)
 
@@ -134,6 +135,11 @@ _HISTOGRAMS = (
         "model_unloading_time",
         "ModelUnloadingTime",
         "Microseconds an instance took to unload a model",
+    ),
+    (
+        "model_setup_time",
+        "ModelSetupTime",
+        "Microseconds a serverless cold start took, from starting an instance to its first ping",
     ),
 )
 _SUMMARIES = (

@@ -17,6 +17,7 @@ from moorage.api.control_plane import ControlPlane
 from moorage.api.runtime import RuntimeApi
 from moorage.api.sigv4 import SignatureCheck, load_keys
 from moorage.artifacts import DiskBudget, ModelCache
+from moorage.capture import CaptureWriter
 from moorage.config import ServerConfig
 from moorage.contract.arena import Arena, keep_trimmed, private_folder
 from moorage.control.reconciler import Reconciler
@@ -79,7 +80,8 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
         cache_dir=config.cache_dir,
         stop_grace_s=config.stop_grace_s,
     )
-    reconciler = Reconciler(store, fleet, table, metrics, config)
+    captures = CaptureWriter(config.capture_flush_s)
+    reconciler = Reconciler(store, fleet, table, metrics, config, captures)
     loop = asyncio.get_running_loop()
     service = ControlService(
         store, config, wake=lambda: loop.call_soon_threadsafe(reconciler.wake), fleets=reconciler
@@ -140,6 +142,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     trimming.cancel()
     await asyncio.gather(reconciling, trimming, return_exceptions=True)
     await reconciler.stop()
+    await asyncio.to_thread(captures.close)
     await asyncio.to_thread(store.close)
     shutil.rmtree(runtime_dir, ignore_errors=True)
     shutil.rmtree(bodies_dir, ignore_errors=True)

@@ -18,6 +18,7 @@ with warnings.catch_warnings():
     from sagemaker.model import Model
     from sagemaker.predictor import Predictor
     from sagemaker.serializers import CSVSerializer, NumpySerializer
+    from sagemaker.serverless import ServerlessInferenceConfig
 
 from tests.integration.server import CREDENTIALS, FAST_WAITER, REGION
 from tests.integration.test_server_lifecycle import unique
@@ -51,19 +52,26 @@ def sklearn_model(session, model_data: str) -> Model:
     )
 
 
-def test_deploy_predict_update_and_delete_as_with_sagemaker(session, artifacts):
-    name = unique("sdk")
+def deploy_iris(session, artifacts, name: str, **where) -> Predictor:
+    """Deploy the iris model as the SDK does, wait, and check it answers."""
     predictor = sklearn_model(session, artifacts["iris"]).deploy(
-        initial_instance_count=1,
-        instance_type="ml.m5.large",
         endpoint_name=name,
         serializer=CSVSerializer(),
         deserializer=JSONDeserializer(),
         wait=False,
+        **where,
     )
     # The SDK's own wait, polled faster than its 30 s default.
     session.wait_for_endpoint(name, poll=0.2)
     assert predictor.predict(IRIS) == [0, 2]
+    return predictor
+
+
+def test_deploy_predict_update_and_delete_as_with_sagemaker(session, artifacts):
+    name = unique("sdk")
+    predictor = deploy_iris(
+        session, artifacts, name, initial_instance_count=1, instance_type="ml.m5.large"
+    )
 
     numpy_predictor = Predictor(
         name, session, serializer=NumpySerializer(), deserializer=NumpyDeserializer()
@@ -95,3 +103,12 @@ def test_a_model_that_fails_to_load_fails_the_sdks_wait_with_its_reason(session,
         session.wait_for_endpoint(name, poll=0.2)
     assert "Failed" in str(caught.value)
     assert "model_fn" in str(caught.value) or "Error" in str(caught.value)
+
+
+def test_a_serverless_deployment_serves_as_with_sagemaker(session, artifacts):
+    name = unique("sdk-serverless")
+    serverless = ServerlessInferenceConfig(memory_size_in_mb=2048, max_concurrency=2)
+    predictor = deploy_iris(session, artifacts, name, serverless_inference_config=serverless)
+    variant = session.sagemaker_client.describe_endpoint(EndpointName=name)["ProductionVariants"][0]
+    assert variant["CurrentServerlessConfig"]["MaxConcurrency"] == 2
+    predictor.delete_endpoint()

@@ -14,6 +14,7 @@ SERVER_SIDE = (
     "moorage.store",
     "moorage.routing",
     "moorage.fleet",
+    "moorage.capture",
 )
 
 

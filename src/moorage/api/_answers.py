@@ -7,6 +7,7 @@ non-2xx answer or a broken exchange becomes SageMaker's ``ModelError`` (§6.4).
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Final
 
 from moorage import errors
@@ -39,8 +40,11 @@ class Answers:
         upstream: "asyncio.Future[ClientResponse]",
         started: float,
         sent: float,
+        headers: Sequence[tuple[str, str]],
+        body: Sequence[bytes | memoryview],
     ) -> None:
-        """Answer ``result`` from the instance's ``upstream`` answer; record the metrics."""
+        """Answer ``result`` from the instance's ``upstream`` answer; record the metrics, and
+        the request (``headers`` as forwarded, ``body``) if the variant captures data."""
         finished = time.perf_counter()
         metrics = variant.metrics
         exc = upstream.exception()
@@ -54,6 +58,11 @@ class Answers:
             answer = upstream.result()
             if 200 <= answer.status < 300:
                 result.set_result(self.success(answer, variant.name))
+                # Successful invocations only: a capture line has no room for an error, and
+                # Model Monitor would take the error's body for a prediction.
+                capture = variant.capture
+                if capture is not None:
+                    capture.record(headers, body, answer)
                 return
             status, text = answer.status, bytes(answer.body).decode("utf-8", "replace")
         elif isinstance(exc, UpstreamTimeout):

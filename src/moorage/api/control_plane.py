@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from moorage.api.errors import CONTROL_JSON, CONTROL_PLANE_ERRORS, control_error, lookup, request_id
 from moorage.api.validation import is_known_operation, validate_input
+from moorage.control import documents
 from moorage.control.service import ControlService, EndpointView
 from moorage.domain import EndpointStatus
 from moorage.errors import MoorageError, ValidationError
@@ -287,9 +288,16 @@ def _describe_endpoint(view: EndpointView) -> dict[str, Any]:
         running = view.fleet.variants.get(name) if view.fleet is not None else None
         if running is not None:
             summary["CurrentWeight"] = running.route.weight
-            summary["CurrentInstanceCount"] = len(running.instances)
+            serverless = running.variant.serverless_config
+            if serverless is None:
+                summary["CurrentInstanceCount"] = len(running.instances)
+            else:
+                summary["CurrentServerlessConfig"] = documents.serverless_document(serverless)
         variants.append(summary)
     answer["ProductionVariants"] = variants
+    capture = record.document.get("DataCaptureConfig")
+    if capture:
+        answer["DataCaptureConfig"] = _capture_summary(capture)
     if record.document.get("DeploymentConfig"):
         answer["LastDeploymentConfig"] = record.document["DeploymentConfig"]
     pending = record.document.get("Pending")
@@ -303,3 +311,19 @@ def _describe_endpoint(view: EndpointView) -> dict[str, Any]:
             "StartTime": _time(record.last_modified_time),
         }
     return answer
+
+
+def _capture_summary(capture: Params) -> dict[str, Any]:
+    """DataCaptureConfigSummary. CurrentSamplingPercentage is the config's initial one: nothing
+    changes it while the endpoint runs."""
+    enabled = capture.get("EnableCapture", True)
+    summary = {
+        "EnableCapture": enabled,
+        "CaptureStatus": "Started" if enabled else "Stopped",
+        "CurrentSamplingPercentage": capture["InitialSamplingPercentage"],
+        "DestinationS3Uri": capture["DestinationS3Uri"],
+    }
+    # Required in the service model, but no key was given: an empty one would not be a key.
+    if "KmsKeyId" in capture:
+        summary["KmsKeyId"] = capture["KmsKeyId"]
+    return summary

@@ -226,8 +226,9 @@ class MultiModelInvoker:
             self._place(call)
             return
         self._answers.settle(
-            call.result, call.endpoint, call.variant, instance, upstream, call.started, sent
-        )
+            call.result, call.endpoint, call.variant, instance, upstream, call.started, sent,
+            call.headers, call.body,
+        )  # fmt: skip
 
     def _release(self, call: _Call, instance: InstanceRoute, model: LoadedModel) -> None:
         models = instance.models

@@ -20,6 +20,7 @@ from moorage.contract import (
     INFERENCE_ID,
     TARGET_MODEL,
 )
+from moorage.errors import MoorageError
 from moorage.http import Request, Response
 from moorage.http.client import ClientResponse, UpstreamConnectError
 from moorage.routing import (
@@ -27,6 +28,7 @@ from moorage.routing import (
     InstanceRoute,
     ModelLoader,
     RoutingTable,
+    ServerlessRoute,
     VariantRoute,
 )
 
@@ -52,6 +54,9 @@ class RuntimeApi:
         self._loop = asyncio.get_running_loop()
         self._account = account
         self._timeout_s = timeout_s
+        self._load_wait_s = load_wait_s
+        # Requests waiting for a serverless cold start (the loop keeps only weak references).
+        self._waiting: set[asyncio.Task[None]] = set()
         self._answers = Answers(region=region, account=account)
         self._models = MultiModelInvoker(
             loader, self._answers, timeout_s=timeout_s, load_wait_s=load_wait_s
@@ -71,6 +76,8 @@ class RuntimeApi:
         if problem is not None:
             return runtime_error(400, "ValidationError", problem)
         variant = route.choose(headers.get(TARGET_VARIANT))
+        if variant is not None and variant.serverless is not None:
+            return self._invoke_serverless(route, variant, variant.serverless, request, started)
         if variant is not None and variant.multi_model is not None:
             target = headers[TARGET_MODEL]
             forwarded = [(name, value) for name, value in headers.items() if name in _FORWARDED]
@@ -82,16 +89,87 @@ class RuntimeApi:
             return result
         instance = variant.pick() if variant is not None else None
         if variant is None or instance is None:
-            return runtime_error(
-                503,
-                "ServiceUnavailable",
-                f"Endpoint {endpoint} has no healthy instance to serve this request; "
-                "retry shortly.",
-            )
+            return _no_instance(endpoint)
         forwarded = [(name, value) for name, value in headers.items() if name in _FORWARDED]
         result = self._loop.create_future()
         self._send(result, route, variant, instance, forwarded, request.parts, started, True)
         return result
+
+    def _invoke_serverless(
+        self,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        serverless: ServerlessRoute,
+        request: Request,
+        started: float,
+    ) -> "Response | asyncio.Future[Response]":
+        """SageMaker's serverless limits (4 MB, MaxConcurrency), and a cold start when no
+        instance runs."""
+        size = sum(len(part) for part in request.parts)
+        if size > SERVERLESS_MAX_PAYLOAD:
+            return runtime_error(
+                400,
+                "ValidationError",
+                f"Request body of {size} bytes is over the {SERVERLESS_MAX_PAYLOAD} bytes "
+                f"serverless endpoint {route.name} accepts.",
+            )
+        if serverless.in_flight >= serverless.max_concurrency:
+            return runtime_error(
+                400,
+                "ThrottlingException",
+                f"Endpoint {route.name} is serving MaxConcurrency ({serverless.max_concurrency}) "
+                "requests; retry later.",
+            )
+        serverless.in_flight += 1
+        result: asyncio.Future[Response] = self._loop.create_future()
+        result.add_done_callback(partial(_serverless_done, serverless, self._loop))
+        forwarded = [(name, value) for name, value in request.headers.items() if name in _FORWARDED]
+        instance = variant.pick()
+        if instance is not None:
+            self._send(result, route, variant, instance, forwarded, request.parts, started, True)
+        else:
+            waiting = asyncio.ensure_future(
+                self._after_cold_start(result, route, variant, serverless, forwarded, request)
+            )
+            self._waiting.add(waiting)
+            waiting.add_done_callback(self._waiting.discard)
+        return result
+
+    async def _after_cold_start(
+        self,
+        result: "asyncio.Future[Response]",
+        route: EndpointRoute,
+        variant: VariantRoute,
+        serverless: ServerlessRoute,
+        headers: list[tuple[str, str]],
+        request: Request,
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(asyncio.shield(serverless.start()), self._load_wait_s)
+        except TimeoutError:
+            result.set_result(
+                runtime_error(
+                    429,
+                    "ModelNotReadyException",
+                    f"Endpoint {route.name} is still starting an instance; retry shortly.",
+                )
+            )
+            return
+        except MoorageError as exc:
+            result.set_result(
+                runtime_error(
+                    503,
+                    "ServiceUnavailable",
+                    f"Endpoint {route.name} could not start an instance: {exc}",
+                )
+            )
+            return
+        instance = variant.pick()
+        if instance is None:
+            result.set_result(_no_instance(route.name))
+            return
+        self._send(result, route, variant, instance, headers, request.parts, started, True)
 
     def _check_headers(self, headers: dict[str, str], route: EndpointRoute) -> str | None:
         attributes = headers.get(CUSTOM_ATTRIBUTES)
@@ -168,10 +246,31 @@ class RuntimeApi:
             if other is not None:
                 self._send(result, route, variant, other, headers, body, started, False)
                 return
-        self._answers.settle(result, route.name, variant, instance, upstream, started, sent)
+        self._answers.settle(
+            result, route.name, variant, instance, upstream, started, sent, headers, body
+        )
 
 
 _FORWARDED: Final = FORWARDED_REQUEST_HEADERS
+# A serverless endpoint's limit on request bodies (spec/LIMITS.md §3).
+SERVERLESS_MAX_PAYLOAD: Final = 4 * 1024 * 1024
+
+
+def _no_instance(endpoint: str) -> Response:
+    return runtime_error(
+        503,
+        "ServiceUnavailable",
+        f"Endpoint {endpoint} has no healthy instance to serve this request; retry shortly.",
+    )
+
+
+def _serverless_done(
+    serverless: ServerlessRoute,
+    loop: asyncio.AbstractEventLoop,
+    _result: "asyncio.Future[Response]",
+) -> None:
+    serverless.in_flight -= 1
+    serverless.last_used = loop.time()
 
 
 def _another(variant: VariantRoute, failed: InstanceRoute) -> InstanceRoute | None:

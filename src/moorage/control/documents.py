@@ -10,8 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from moorage.domain import (
+    CaptureMode,
     ContainerDefinition,
     ContainerMode,
+    DataCaptureConfig,
     EndpointConfig,
     Model,
     ModelCacheSetting,
@@ -60,13 +62,7 @@ def variant(document: Document) -> ProductionVariant:
         instance_type=document.get("InstanceType"),
         initial_instance_count=document.get("InitialInstanceCount"),
         initial_variant_weight=float(document.get("InitialVariantWeight", 1.0)),
-        serverless_config=ServerlessConfig(
-            memory_size_in_mb=serverless["MemorySizeInMB"],
-            max_concurrency=serverless["MaxConcurrency"],
-            provisioned_concurrency=serverless.get("ProvisionedConcurrency"),
-        )
-        if serverless is not None
-        else None,
+        serverless_config=serverless_config(serverless) if serverless is not None else None,
         model_data_download_timeout_in_seconds=document.get("ModelDataDownloadTimeoutInSeconds"),
         container_startup_health_check_timeout_in_seconds=document.get(
             "ContainerStartupHealthCheckTimeoutInSeconds"
@@ -75,12 +71,48 @@ def variant(document: Document) -> ProductionVariant:
     )
 
 
+def serverless_config(document: Document) -> ServerlessConfig:
+    """A ``ServerlessConfig`` (or an endpoint's ``DesiredServerlessConfig``)."""
+    return ServerlessConfig(
+        memory_size_in_mb=document["MemorySizeInMB"],
+        max_concurrency=document["MaxConcurrency"],
+        provisioned_concurrency=document.get("ProvisionedConcurrency"),
+    )
+
+
+def serverless_document(config: ServerlessConfig) -> dict[str, int]:
+    """What DescribeEndpoint shows of a serverless config."""
+    document = {
+        "MemorySizeInMB": config.memory_size_in_mb,
+        "MaxConcurrency": config.max_concurrency,
+    }
+    if config.provisioned_concurrency is not None:
+        document["ProvisionedConcurrency"] = config.provisioned_concurrency
+    return document
+
+
 def endpoint_config(name: str, arn: str, created: datetime, document: Document) -> EndpointConfig:
     return EndpointConfig(
         name=name,
         arn=arn,
         creation_time=created,
         production_variants=tuple(variant(v) for v in document.get("ProductionVariants", ())),
+        data_capture_config=data_capture_config(capture)
+        if (capture := document.get("DataCaptureConfig"))
+        else None,
+    )
+
+
+def data_capture_config(document: Document) -> DataCaptureConfig:
+    """A ``DataCaptureConfig`` (an endpoint config's, or the one an endpoint retained)."""
+    header = document.get("CaptureContentTypeHeader", {})
+    return DataCaptureConfig(
+        destination_s3_uri=document["DestinationS3Uri"],
+        initial_sampling_percentage=document["InitialSamplingPercentage"],
+        capture_modes=frozenset(CaptureMode(o["CaptureMode"]) for o in document["CaptureOptions"]),
+        enable_capture=document.get("EnableCapture", True),
+        csv_content_types=tuple(header.get("CsvContentTypes", ())),
+        json_content_types=tuple(header.get("JsonContentTypes", ())),
     )
 
 

@@ -4,20 +4,27 @@ routed and stopped together.
 A fleet is built whole or not at all: every instance must pass ``/ping`` within its startup
 window, else everything started is stopped and the failure says why, in SageMaker's words where
 SageMaker has some (the last line of ``model_fn``'s traceback comes from the runtime's ping).
+
+A serverless variant runs one instance at most: it is built with one (so a model that cannot
+load fails the endpoint at once), stopped when idle down to the ProvisionedConcurrency kept
+warm (``desired_count``: 1 with provisioned concurrency, else 0), and started again by the first
+request that finds none (a cold start). Its requests in flight are bounded by MaxConcurrency.
 """
 
 import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, TypeVar
 
+from moorage.capture import CaptureWriter
 from moorage.config import ServerConfig
 from moorage.contract import Env
 from moorage.contract.arena import Arena
-from moorage.domain import Model, ModelCacheSetting, ProductionVariant
+from moorage.domain import DataCaptureConfig, Model, ModelCacheSetting, ProductionVariant
 from moorage.errors import InstanceUnavailable, MoorageError
 from moorage.fleet import (
     MEMORY_BUDGET_VAR,
@@ -36,10 +43,12 @@ from moorage.routing import (
     InstanceRoute,
     ModelPrefix,
     MultiModelSource,
+    ServerlessRoute,
     VariantRoute,
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _PING_INTERVAL_S = 0.1
 _PING_TIMEOUT_S = 2.0
@@ -65,6 +74,8 @@ class RunningVariant:
     desired_count: int
     route: VariantRoute
     instances: list[RunningInstance] = field(default_factory=list)
+    # Serverless: the cold start under way, which every request finding no instance awaits.
+    starting: "asyncio.Future[None] | None" = None
 
 
 @dataclass(eq=False)
@@ -73,6 +84,7 @@ class RunningFleet:
     config_name: str
     variants: dict[str, RunningVariant]
     route: FleetRoute
+    is_stopped: bool = False
 
 
 def _pool_for(instance: Instance) -> ConnectionPool:
@@ -92,12 +104,16 @@ class FleetBuilder:
         config: ServerConfig,
         on_instance_exit: Callable[[str], None],
         arena: Arena | None = None,
+        captures: CaptureWriter | None = None,
     ) -> None:
         self._fleet = fleet
         self._arena = arena
+        self._captures = captures
         self._metrics = metrics
         self._config = config
         self._on_instance_exit = on_instance_exit
+        # Cold starts under way (the loop keeps only weak references to tasks).
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def log_stream_arn(self, endpoint: str, variant: str, instance_id: str) -> str:
         c = self._config
@@ -111,8 +127,10 @@ class FleetBuilder:
         endpoint: str,
         config_name: str,
         variants: list[tuple[ProductionVariant, Model, float, int]],
+        capture: DataCaptureConfig | None = None,
     ) -> RunningFleet:
-        """Start (variant, model, weight, count) fleets; raise FleetFailed if any instance fails."""
+        """Start (variant, model, weight, count) fleets, capturing their invocations as
+        ``capture`` says; raise FleetFailed if any instance fails."""
         running: dict[str, RunningVariant] = {}
         for variant, model, weight, count in variants:
             route = VariantRoute(
@@ -120,6 +138,9 @@ class FleetBuilder:
                 weight,
                 self._metrics.for_variant(endpoint, variant.variant_name),
                 multi_model=_multi_model_source(model),
+                capture=self._captures.tap(endpoint, variant.variant_name, capture)
+                if self._captures is not None
+                else None,
             )
             if route.multi_model is not None:
                 self._metrics.count_loaded_models(
@@ -132,8 +153,16 @@ class FleetBuilder:
             running,
             FleetRoute(config_name, {name: v.route for name, v in running.items()}),
         )
+        loop = asyncio.get_running_loop()
+        for v in running.values():
+            if v.variant.serverless_config is not None:
+                v.route.serverless = ServerlessRoute(
+                    v.variant.serverless_config.max_concurrency,
+                    partial(self._cold_start, fleet, v),
+                    last_used=loop.time(),
+                )
         starts = [
-            self.add_instance(fleet, v) for v in running.values() for _ in range(v.desired_count)
+            self.add_instance(fleet, v) for v in running.values() for _ in range(_initial_count(v))
         ]
         results = await asyncio.gather(*starts, return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -181,13 +210,16 @@ class FleetBuilder:
             raise
         arn = self.log_stream_arn(fleet.endpoint, spec.variant, instance_id)
         models = InstanceModels() if container.is_multi_model else None
+        capture = variant.route.capture
         route = InstanceRoute(
             instance_id,
             pool,
             arn,
             models=models,
             worker_sockets=instance.worker_sockets,
-            arena=self._arena,
+            # The worker writes its answer over a request it read from the arena, and a
+            # captured request is read after its answer.
+            arena=None if capture is not None and capture.captures_request else self._arena,
         )
         if models is None:
             await route.connect_workers()
@@ -196,6 +228,56 @@ class FleetBuilder:
         variant.route.instances.append(running.route)
         running.watcher = asyncio.create_task(self._watch(fleet, variant, running))
         return running
+
+    def _cold_start(self, fleet: RunningFleet, variant: RunningVariant) -> "asyncio.Future[None]":
+        """Start an instance for a serverless variant that has none; one start at a time."""
+        if variant.starting is not None:
+            return variant.starting
+        loop = asyncio.get_running_loop()
+        starting: asyncio.Future[None] = loop.create_future()
+        # Requests that gave up waiting leave no one to read a failure: do not log it as lost.
+        starting.add_done_callback(lambda f: f.cancelled() or f.exception())
+        variant.starting = starting
+        began = loop.time()
+
+        def started(task: "asyncio.Task[RunningInstance]") -> None:
+            variant.starting = None
+            if task.cancelled():
+                starting.set_exception(InstanceUnavailable("the cold start was cancelled"))
+                return
+            exc = task.exception()
+            if exc is not None:
+                log.error("cold start of %s/%s failed: %s", fleet.endpoint, variant.route.name, exc)
+                starting.set_exception(exc)
+                return
+            variant.route.metrics.model_setup_time.observe((loop.time() - began) * 1e6)
+            if fleet.is_stopped:
+                # The fleet was replaced or deleted while this instance started.
+                self._spawn(self.remove_instance(variant, task.result()))
+            starting.set_result(None)
+
+        self._spawn(self.add_instance(fleet, variant)).add_done_callback(started)
+        return starting
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> "asyncio.Task[T]":
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def idle_serverless(self, fleet: RunningFleet, idle_s: float) -> list[RunningVariant]:
+        """Serverless variants with more instances than they keep warm and no request for
+        ``idle_s`` seconds."""
+        now = asyncio.get_running_loop().time()
+        return [
+            v
+            for v in fleet.variants.values()
+            if (serverless := v.route.serverless) is not None
+            and len(v.instances) > v.desired_count
+            and serverless.in_flight == 0
+            and v.starting is None
+            and now - serverless.last_used >= idle_s
+        ]
 
     async def _wait_healthy(self, instance: Instance, pool: ConnectionPool, within: float) -> None:
         loop = asyncio.get_running_loop()
@@ -263,6 +345,7 @@ class FleetBuilder:
         _release_leases(running.route)
 
     async def stop(self, fleet: RunningFleet) -> None:
+        fleet.is_stopped = True
         await asyncio.gather(
             *(
                 self.remove_instance(variant, running)
@@ -270,6 +353,11 @@ class FleetBuilder:
                 for running in list(variant.instances)
             )
         )
+
+
+def _initial_count(variant: RunningVariant) -> int:
+    # A serverless variant starts with one instance, which shows at once that the model loads.
+    return max(variant.desired_count, 1 if variant.route.serverless is not None else 0)
 
 
 def _multi_model_source(model: Model) -> MultiModelSource | None:

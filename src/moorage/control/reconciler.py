@@ -7,13 +7,15 @@ anyway. Outcomes are recorded through the store's compare-and-set on the endpoin
 """
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable
 from typing import Any
 
+from moorage.capture import CaptureWriter
 from moorage.config import ServerConfig
 from moorage.control import documents
-from moorage.control.fleets import FleetBuilder, FleetFailed, RunningFleet
+from moorage.control.fleets import FleetBuilder, FleetFailed, RunningFleet, RunningVariant
 from moorage.control.rollout import traffic_steps
 from moorage.domain import EndpointStatus, Model, ProductionVariant
 from moorage.errors import MoorageError
@@ -41,13 +43,14 @@ class Reconciler:
         table: RoutingTable,
         metrics: EndpointMetrics,
         config: ServerConfig,
+        captures: CaptureWriter | None = None,
     ) -> None:
         self._store = store
         self._table = table
         self._metrics = metrics
         self._config = config
         self._builder = FleetBuilder(
-            fleet, metrics, config, lambda _: self.wake(), arena=table.arena
+            fleet, metrics, config, lambda _: self.wake(), arena=table.arena, captures=captures
         )
         self._fleets: dict[str, RunningFleet] = {}
         self._operations: dict[str, asyncio.Task[None]] = {}
@@ -109,6 +112,9 @@ class Reconciler:
                 return self._restore(record)
             if self._needs_healing(key):
                 return self._heal(record)
+            idle = self._builder.idle_serverless(self._fleets[key], self._config.serverless_idle_s)
+            if idle:
+                return self._scale_down(idle)
             return None
         if status is S.UPDATING:
             if key not in self._fleets:
@@ -153,7 +159,11 @@ class Reconciler:
             )  # fmt: skip
             wanted = desired.get(variant.variant_name, {})
             weight = float(wanted.get("DesiredWeight", variant.initial_variant_weight))
-            count = int(wanted.get("DesiredInstanceCount", variant.initial_instance_count or 1))
+            if variant.serverless_config is not None:
+                variant = _serverless(variant, wanted)
+                count = _warm_count(variant)
+            else:
+                count = int(wanted.get("DesiredInstanceCount", variant.initial_instance_count or 1))
             result.append((variant, model, weight, count))
         return result
 
@@ -163,9 +173,11 @@ class Reconciler:
         config_name: str,
         desired: dict[str, Any],
         resolved: dict[str, Any] | None,
+        capture: dict[str, Any] | None,
     ) -> RunningFleet:
         variants = await self._variants(config_name, desired, resolved)
-        return await self._builder.build(record.name, config_name, variants)
+        settings = documents.data_capture_config(capture) if capture else None
+        return await self._builder.build(record.name, config_name, variants, settings)
 
     def _install(self, record: EndpointRecord, fleet: RunningFleet) -> None:
         self._fleets[_key(record.name)] = fleet
@@ -195,7 +207,11 @@ class Reconciler:
         is Failed with the reason."""
         try:
             fleet = await self._build(
-                record, record.endpoint_config_name, _desired(record), _resolved(record)
+                record,
+                record.endpoint_config_name,
+                _desired(record),
+                _resolved(record),
+                record.document.get("DataCaptureConfig"),
             )
         except MoorageError as exc:
             log.error("endpoint %s failed: %s", record.name, exc)
@@ -223,6 +239,12 @@ class Reconciler:
                     self._heal_after[_key(record.name)] = loop.time() + _HEAL_BACKOFF_S
                     return
 
+    async def _scale_down(self, variants: list[RunningVariant]) -> None:
+        """Stop the instances of idle serverless variants, down to those kept warm."""
+        for variant in variants:
+            while len(variant.instances) > variant.desired_count:
+                await self._builder.remove_instance(variant, variant.instances[-1])
+
     async def _rescale(self, record: EndpointRecord) -> None:
         """UpdateEndpointWeightsAndCapacities: new weights at once, then instance counts."""
         fleet = self._fleets[_key(record.name)]
@@ -234,6 +256,16 @@ class Reconciler:
                     variant.route.weight = float(wanted["DesiredWeight"])
                 if "DesiredInstanceCount" in wanted:
                     variant.desired_count = int(wanted["DesiredInstanceCount"])
+                serverless = variant.route.serverless
+                if serverless is not None and "DesiredServerlessConfig" in wanted:
+                    variant.variant = _serverless(variant.variant, wanted)
+                    variant.desired_count = _warm_count(variant.variant)
+                    config = variant.variant.serverless_config
+                    assert config is not None
+                    serverless.max_concurrency = config.max_concurrency
+                    # Serverless variants grow on demand and shrink when idle, not here; a warm
+                    # instance newly wanted is started by healing.
+                    continue
                 while len(variant.instances) < variant.desired_count:
                     await self._builder.add_instance(fleet, variant)
                 while len(variant.instances) > variant.desired_count:
@@ -256,6 +288,7 @@ class Reconciler:
                 record.pending_config_name,
                 pending.get("Variants", {}),
                 pending.get("Resolved"),
+                pending.get("DataCaptureConfig"),
             )
         except MoorageError as exc:
             log.error("update of %s failed; keeping the current fleet: %s", record.name, exc)
@@ -289,6 +322,7 @@ class Reconciler:
                 "Variants": pending.get("Variants", {}),
                 "DeploymentConfig": deployment,
                 "Resolved": pending.get("Resolved"),
+                "DataCaptureConfig": pending.get("DataCaptureConfig"),
             },
         )
         termination_wait = _termination_wait(deployment)
@@ -332,6 +366,21 @@ def _resolved(record: EndpointRecord) -> dict[str, Any] | None:
 
 def _desired(record: EndpointRecord) -> dict[str, Any]:
     return dict(record.document.get("Variants", {}))
+
+
+def _serverless(variant: ProductionVariant, wanted: dict[str, Any]) -> ProductionVariant:
+    """The variant with the serverless config the endpoint wants now (it may have been changed
+    by UpdateEndpointWeightsAndCapacities since the endpoint config was made)."""
+    desired = wanted.get("DesiredServerlessConfig")
+    if desired is None:
+        return variant
+    return dataclasses.replace(variant, serverless_config=documents.serverless_config(desired))
+
+
+def _warm_count(variant: ProductionVariant) -> int:
+    """Instances a serverless variant keeps when idle: one for any provisioned concurrency."""
+    assert variant.serverless_config is not None
+    return 1 if variant.serverless_config.provisioned_concurrency else 0
 
 
 def _instance_count(fleet: RunningFleet) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from moorage.capture import check_config as check_capture
 from moorage.config import ServerConfig
 from moorage.control import documents
 from moorage.control.fleets import RunningFleet
@@ -117,25 +118,37 @@ class ControlService:
         config_arn = self.arn(ResourceKind.ENDPOINT_CONFIG, name)
         for unsupported in (
             "AsyncInferenceConfig",
-            "DataCaptureConfig",
             "ShadowProductionVariants",
             "ExplainerConfig",
         ):
             if document.get(unsupported):
                 raise ValidationError(f"{unsupported} is not supported by moorage yet.")
         config = documents.endpoint_config(name, config_arn, _now(), document)
-        for variant in config.production_variants:
+        check_capture(config)
+        variants = config.production_variants
+        for variant in variants:
+            model = self.model(variant.model_name)
             if variant.is_serverless:
-                raise ValidationError(
-                    f"Variant '{variant.variant_name}': serverless variants are not supported "
-                    "by moorage yet; give InstanceType and InitialInstanceCount."
-                )
-            self.model(variant.model_name)
+                self._check_serverless(variant.variant_name, len(variants), model)
         record = self._store.endpoint_configs.create(
             name, config_arn, document, config.creation_time
         )
         self._tag(config_arn, tags)
         return record
+
+    @staticmethod
+    def _check_serverless(variant: str, variant_count: int, model: ModelRecord) -> None:
+        # What SageMaker's serverless endpoints do not support (spec/LIMITS.md §3).
+        if variant_count > 1:
+            raise ValidationError(
+                f"Variant '{variant}' is serverless: a serverless endpoint config has exactly "
+                "one production variant."
+            )
+        if model.document.get("PrimaryContainer", {}).get("Mode") == "MultiModel":
+            raise ValidationError(
+                f"Variant '{variant}' is serverless, and serverless endpoints do not support "
+                f"multi-model endpoints (model '{model.name}' is in MultiModel mode)."
+            )
 
     def endpoint_config(self, name: str) -> EndpointConfigRecord:
         record = self._store.endpoint_configs.get(name)
@@ -164,6 +177,8 @@ class ControlService:
         }
         if document.get("DeploymentConfig"):
             state["DeploymentConfig"] = document["DeploymentConfig"]
+        if config.document.get("DataCaptureConfig"):
+            state["DataCaptureConfig"] = config.document["DataCaptureConfig"]
         record = self._store.endpoints.create(
             name,
             endpoint_arn,
@@ -207,6 +222,13 @@ class ControlService:
         config = self.endpoint_config(params["EndpointConfigName"])
         current = dict(record.document.get("Variants", {}))
         variants = _initial_variants(config)
+        is_serverless = any(_is_serverless(v) for v in variants.values())
+        if is_serverless and not all(_is_serverless(v) for v in current.values()):
+            raise ValidationError(
+                f'Cannot update endpoint "{record.arn}" from instance-based variants to '
+                f"serverless ones ({config.name}); create a new endpoint instead."
+            )
+        capture = config.document.get("DataCaptureConfig")
         if params.get("RetainAllVariantProperties"):
             excluded = {
                 p["VariantPropertyType"] for p in params.get("ExcludeRetainedVariantProperties", ())
@@ -215,6 +237,9 @@ class ControlService:
                 for prop in ("DesiredWeight", "DesiredInstanceCount"):
                     if name in current and prop not in excluded and prop in current[name]:
                         wanted[prop] = current[name][prop]
+            if "DataCaptureConfig" not in excluded:
+                # The endpoint's, even none: the new config's applies only when excluded.
+                capture = record.document.get("DataCaptureConfig")
         deployment = params.get("DeploymentConfig")
         if deployment is None and params.get("RetainDeploymentConfig"):
             deployment = record.document.get("DeploymentConfig")
@@ -223,6 +248,7 @@ class ControlService:
             "Variants": variants,
             "DeploymentConfig": deployment,
             "Resolved": self._snapshot(config),
+            "DataCaptureConfig": capture,
         }
         if not self._store.endpoints.set_status(
             record.name,
@@ -246,9 +272,11 @@ class ControlService:
                 raise ValidationError(
                     f"The variant {variant} does not exist on endpoint {record.name}."
                 )
+            wanted = variants[variant]
             for prop in ("DesiredWeight", "DesiredInstanceCount"):
                 if prop in change:
-                    variants[variant][prop] = change[prop]
+                    wanted[prop] = change[prop]
+            _change_serverless(record.name, variant, wanted, change)
         state = {**record.document, "Variants": variants}
         if not self._store.endpoints.set_status(
             record.name, S.IN_SERVICE, S.UPDATING, document=state
@@ -313,10 +341,39 @@ class ControlService:
 
 
 def _initial_variants(config: EndpointConfigRecord) -> dict[str, dict[str, Any]]:
-    return {
-        v["VariantName"]: {
-            "DesiredWeight": float(v.get("InitialVariantWeight", 1.0)),
-            "DesiredInstanceCount": int(v.get("InitialInstanceCount", 1)),
-        }
-        for v in config.document.get("ProductionVariants", ())
-    }
+    """Each variant's desired weight, and its instance count or its serverless config."""
+    variants: dict[str, dict[str, Any]] = {}
+    for v in config.document.get("ProductionVariants", ()):
+        wanted: dict[str, Any] = {"DesiredWeight": float(v.get("InitialVariantWeight", 1.0))}
+        if "ServerlessConfig" in v:
+            wanted["DesiredServerlessConfig"] = dict(v["ServerlessConfig"])
+        else:
+            wanted["DesiredInstanceCount"] = int(v.get("InitialInstanceCount", 1))
+        variants[v["VariantName"]] = wanted
+    return variants
+
+
+def _is_serverless(wanted: dict[str, Any]) -> bool:
+    return "DesiredServerlessConfig" in wanted
+
+
+def _change_serverless(
+    endpoint: str, variant: str, wanted: dict[str, Any], change: dict[str, Any]
+) -> None:
+    """Apply a ServerlessUpdateConfig, which only serverless variants take, and they only."""
+    update = change.get("ServerlessUpdateConfig")
+    if not _is_serverless(wanted):
+        if update is not None:
+            raise ValidationError(
+                f"Variant {variant} of endpoint {endpoint} is not serverless; "
+                "ServerlessUpdateConfig does not apply to it."
+            )
+        return
+    if "DesiredInstanceCount" in change:
+        raise ValidationError(
+            f"Variant {variant} of endpoint {endpoint} is serverless: change its "
+            "ServerlessUpdateConfig, not DesiredInstanceCount."
+        )
+    desired = {**wanted["DesiredServerlessConfig"], **(update or {})}
+    documents.serverless_config(desired)  # MaxConcurrency and ProvisionedConcurrency agree
+    wanted["DesiredServerlessConfig"] = desired

@@ -16,6 +16,7 @@ from moorage.routing.table import (
     InstanceRoute,
     Placement,
     RoutingTable,
+    ServerlessRoute,
     VariantRoute,
 )
 from moorage.routing.targets import ModelPrefix, TargetChecker, model_key, target_problem
@@ -32,6 +33,7 @@ __all__ = [
     "MultiModelSource",
     "Placement",
     "RoutingTable",
+    "ServerlessRoute",
     "TargetChecker",
     "VariantRoute",
     "model_key",

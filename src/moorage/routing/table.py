@@ -18,9 +18,10 @@ A request for a model of a multi-model variant (``TargetModel``) is placed by
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from moorage.capture import VariantCapture
 from moorage.contract import frames
 from moorage.contract.arena import Arena
 from moorage.http.client import ClientResponse, ConnectionPool
@@ -101,12 +102,32 @@ class Placement:
 
 
 @dataclass(eq=False, slots=True)
+class ServerlessRoute:
+    """A serverless variant: requests beyond ``max_concurrency`` in flight are throttled, and
+    one that finds no instance asks ``start`` for one (a cold start; one at a time, shared)."""
+
+    max_concurrency: int
+    start: Callable[[], "asyncio.Future[None]"]
+    in_flight: int = 0
+    # Event-loop time of the last answer: the fleet stops idle instances from it.
+    last_used: float = 0.0
+
+
+@dataclass(eq=False, slots=True)
 class VariantRoute:
     name: str
     weight: float
     metrics: VariantMetrics
     instances: list[InstanceRoute] = field(default_factory=list)
     multi_model: MultiModelSource | None = None
+    serverless: ServerlessRoute | None = None
+    # Set when the endpoint captures data: the invocation path's one check when it does not.
+    capture: VariantCapture | None = None
+
+    @property
+    def can_serve(self) -> bool:
+        """Has an instance, or is serverless and starts one on demand."""
+        return bool(self.instances) or self.serverless is not None
 
     def pick(self) -> InstanceRoute | None:
         """The instance with the fewest requests in flight; ties go to a random one."""
@@ -191,7 +212,7 @@ class FleetRoute:
 
     def choose(self) -> VariantRoute | None:
         """A variant drawn by weight among those with instances (weights need not sum to 1)."""
-        live = [v for v in self.variants.values() if v.instances and v.weight > 0]
+        live = [v for v in self.variants.values() if v.can_serve and v.weight > 0]
         if not live:
             return None
         if len(live) == 1:
@@ -220,7 +241,7 @@ class EndpointRoute:
                 fleets.reverse()
             for fleet in fleets:
                 variant = fleet.variants.get(target_variant)
-                if variant is not None and variant.instances:
+                if variant is not None and variant.can_serve:
                     return variant
             return None
         if self.next is not None and random.random() < self.next_share:
