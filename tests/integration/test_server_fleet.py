@@ -67,6 +67,20 @@ def which_model(answer) -> str:
     return "echo" if isinstance(payload, dict) else "iris"
 
 
+def wait_until_serving_iris(server, endpoint: str) -> dict:
+    """Wait until a (restarted) server answers ``endpoint`` with the iris model; describe it."""
+    runtime = server.client("sagemaker-runtime")
+
+    def serves() -> bool:
+        try:
+            return which_model(invoke(runtime, endpoint)) == "iris"
+        except (runtime.exceptions.ServiceUnavailable, runtime.exceptions.ValidationError):
+            return False
+
+    wait_until(serves, timeout=60)
+    return server.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+
+
 def test_weighted_split_and_target_variant(sm, runtime, artifacts):
     iris, echo = create_model(sm, artifacts["iris"]), create_model(sm, artifacts["echo"])
     config = create_config(sm, variant("A", iris, 0.7), variant("B", echo, 0.3))
@@ -261,16 +275,7 @@ def test_server_killed_and_restarted_serves_again(tmp_path, artifacts):
     # Instances die with the server that started them.
     wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in orphans), timeout=15)
     with running_server(data) as second:
-        runtime = second.client("sagemaker-runtime")
-
-        def serves() -> bool:
-            try:
-                return which_model(invoke(runtime, endpoint)) == "iris"
-            except (runtime.exceptions.ServiceUnavailable, runtime.exceptions.ValidationError):
-                return False
-
-        wait_until(serves, timeout=60)
-        status = second.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+        status = wait_until_serving_iris(second, endpoint)
         assert status["EndpointStatus"] == "InService"
 
 

@@ -1,15 +1,13 @@
 """``moorage server`` keeping its state in PostgreSQL: ``MOORAGE_DATABASE_URL`` or
 ``--database-url``."""
 
-from tests.integration.instance import wait_until
 from tests.integration.server import running_server
 from tests.integration.test_server_fleet import (
     create_config,
     create_endpoint,
     create_model,
-    invoke,
     variant,
-    which_model,
+    wait_until_serving_iris,
 )
 
 
@@ -24,15 +22,6 @@ def test_server_on_postgresql_killed_and_restarted_serves_again(
     assert not (tmp_path / "first" / "moorage.db").exists()
     # A fresh data dir: all the second server can know of the endpoint is in PostgreSQL.
     with running_server(tmp_path / "second", args=("--database-url", postgresql_url)) as second:
-        runtime = second.client("sagemaker-runtime")
-
-        def serves() -> bool:
-            try:
-                return which_model(invoke(runtime, endpoint)) == "iris"
-            except (runtime.exceptions.ServiceUnavailable, runtime.exceptions.ValidationError):
-                return False
-
-        wait_until(serves, timeout=60)
-        status = second.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+        status = wait_until_serving_iris(second, endpoint)
         assert status["EndpointStatus"] == "InService"
         assert status["EndpointConfigName"] == config
