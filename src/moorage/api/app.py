@@ -32,15 +32,20 @@ class ServerApp:
         self._runtime = runtime
         self._metrics = metrics
         self._signatures = signatures
+        self._invokers = {
+            "invocations": runtime.invoke,
+            "invocations-response-stream": runtime.invoke_stream,
+        }
 
     def handle(self, request: Request) -> "Response | asyncio.Future[Response]":
         path = request.path
         if path.startswith(_ENDPOINTS):
             name, _, operation = path[len(_ENDPOINTS) :].partition("/")
-            if operation == "invocations" and request.method == "POST":
+            invoke = self._invokers.get(operation) if request.method == "POST" else None
+            if invoke is not None:
                 if refusal := self._refusal(request):
                     return runtime_error(refusal.status, refusal.code, refusal.message)
-                return self._runtime.invoke(request, _unquote(name))
+                return invoke(request, _unquote(name))
             return runtime_error(
                 404, "UnknownOperationException", f"moorage does not serve {request.method} {path}"
             )

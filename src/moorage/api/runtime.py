@@ -11,10 +11,13 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Final
 
+from moorage.api import eventstream
 from moorage.api._answers import Answers
 from moorage.api.errors import runtime_error
 from moorage.api.multi_model import MultiModelInvoker
 from moorage.contract import (
+    ACCEPT,
+    CONTENT_TYPE,
     CUSTOM_ATTRIBUTES,
     FORWARDED_REQUEST_HEADERS,
     INFERENCE_ID,
@@ -35,6 +38,8 @@ from moorage.routing import (
 TARGET_VARIANT: Final = "x-amzn-sagemaker-target-variant"
 INFERENCE_COMPONENT: Final = "x-amzn-sagemaker-inference-component"
 TARGET_CONTAINER: Final = "x-amzn-sagemaker-target-container-hostname"
+STREAM_ACCEPT: Final = "x-amzn-sagemaker-accept"
+STREAM_CONTENT_TYPE: Final = "X-Amzn-SageMaker-Content-Type"
 _MAX_ATTRIBUTES: Final = 1024
 
 
@@ -94,6 +99,33 @@ class RuntimeApi:
         result = self._loop.create_future()
         self._send(result, route, variant, instance, forwarded, request.parts, started, True)
         return result
+
+    def invoke_stream(
+        self, request: Request, endpoint: str
+    ) -> "Response | asyncio.Future[Response]":
+        """InvokeEndpointWithResponseStream: an invocation whose answer goes back as event-stream
+        PayloadParts (spec/API.md §6.3). Errors before the first byte are ordinary responses.
+
+        The instance's answer is relayed once complete: the built-in runtime answers whole, and
+        a bring-your-own server's chunks are not yet relayed as they arrive.
+        """
+        route = self._table.get(endpoint)
+        if route is not None and route.is_multi_model:
+            return runtime_error(
+                400,
+                "ValidationError",
+                f"Endpoint {endpoint} is a multi-model endpoint; response streaming is not "
+                "supported for multi-model endpoints.",
+            )
+        headers = request.headers
+        if STREAM_ACCEPT in headers:
+            headers[ACCEPT] = headers.pop(STREAM_ACCEPT)
+        answer = self.invoke(request, endpoint)
+        if isinstance(answer, Response):
+            return _as_stream(answer)
+        streamed: asyncio.Future[Response] = self._loop.create_future()
+        answer.add_done_callback(partial(_relay_as_stream, streamed))
+        return streamed
 
     def _invoke_serverless(
         self,
@@ -262,6 +294,28 @@ def _no_instance(endpoint: str) -> Response:
         "ServiceUnavailable",
         f"Endpoint {endpoint} has no healthy instance to serve this request; retry shortly.",
     )
+
+
+def _as_stream(answer: Response) -> Response:
+    if answer.status != 200:
+        return answer
+    headers = [("Content-Type", eventstream.CONTENT_TYPE)]
+    for name, value in answer.headers:
+        headers.append((STREAM_CONTENT_TYPE if name.lower() == CONTENT_TYPE else name, value))
+    return Response(200, eventstream.payload_parts(answer.body), headers)
+
+
+def _relay_as_stream(
+    streamed: "asyncio.Future[Response]", answer: "asyncio.Future[Response]"
+) -> None:
+    if streamed.done():
+        return
+    if answer.cancelled():
+        streamed.cancel()
+    elif (exc := answer.exception()) is not None:
+        streamed.set_exception(exc)
+    else:
+        streamed.set_result(_as_stream(answer.result()))
 
 
 def _serverless_done(
