@@ -68,19 +68,19 @@ def test_missing_content_type_defaults_to_json(iris_instance):
     assert json.loads(response.data) == [0, 2]
 
 
-def test_unsupported_content_type_is_415(iris_instance):
+def test_unsupported_content_type_is_500_as_in_the_toolkit(iris_instance):
     response = iris_instance.invoke(b"<rows/>", "application/xml")
-    assert response.status == 415
+    assert response.status == 500
     assert b"application/xml" in response.data
 
 
-def test_unsupported_accept_is_406(iris_instance):
+def test_unsupported_accept_is_500_as_in_the_toolkit(iris_instance):
     response = iris_instance.invoke(json.dumps(IRIS_ROWS).encode(), Accept="image/png")
-    assert response.status == 406
+    assert response.status == 500
 
 
-def test_bad_json_body_is_400_and_worker_survives(iris_instance):
-    assert iris_instance.invoke(b"[[1, 2,").status == 400
+def test_bad_json_body_is_500_and_worker_survives(iris_instance):
+    assert iris_instance.invoke(b"[[1, 2,").status == 500
     assert iris_instance.invoke(json.dumps(IRIS_ROWS).encode()).status == 200
 
 

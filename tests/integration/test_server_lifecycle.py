@@ -214,7 +214,7 @@ def test_model_errors_carry_the_container_answer(sm, runtime, artifacts):
         runtime.invoke_endpoint(EndpointName=name, ContentType="application/xml", Body=b"<x/>")
     error = caught.value.response
     assert error["Error"]["Code"] == "ModelError"
-    assert error["OriginalStatusCode"] == 415
+    assert error["OriginalStatusCode"] == 500
     assert "application/xml" in error["OriginalMessage"]
     assert error["LogStreamArn"].startswith(
         f"arn:aws:logs:us-east-1:000000000000:log-group:/aws/sagemaker/Endpoints/{name}"

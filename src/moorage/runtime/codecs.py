@@ -2,7 +2,9 @@
 
 Media types are matched on their essence: parameters are stripped and case is folded, so
 ``application/json; charset=utf-8`` is JSON here. The toolkits compare exact strings and would
-reject it; moorage accepts it on purpose, since that is what HTTP means.
+reject it; moorage accepts it on purpose, since that is what HTTP means. The set of types is the
+toolkit's, though: no ``text/plain`` codec, so a script that relies on one fails here as it would
+on SageMaker.
 """
 
 import io
@@ -28,7 +30,6 @@ JSON: Final = "application/json"
 CSV: Final = "text/csv"
 NPY: Final = "application/x-npy"
 NPZ: Final = "application/x-npz"
-TEXT: Final = "text/plain"
 ANY: Final = "*/*"
 
 # Bodies of these types reach a user's input_fn as str, all others as bytes (GEN's UTF8_TYPES).
@@ -132,10 +133,6 @@ def _decode_npz(body: str | bytes, media: MediaType) -> Any:
         ) from exc
 
 
-def _decode_text(body: str | bytes, media: MediaType) -> Any:
-    return _text(body, media)
-
-
 def _json_default(value: Any) -> Any:
     # numpy arrays and scalars (np.float32, np.int64 are not float/int subclasses), and anything
     # else array-like (tensors, pandas) the way GEN's encoder does it.
@@ -161,24 +158,16 @@ def _encode_npy(value: Any) -> bytes:
     return stream.getvalue()
 
 
-def _encode_text(value: Any) -> bytes:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    return str(value).encode()
-
-
 _DECODERS: Final[dict[str, Callable[[str | bytes, MediaType], Any]]] = {
     JSON: _decode_json,
     CSV: _decode_csv,
     NPY: _decode_npy,
     NPZ: _decode_npz,
-    TEXT: _decode_text,
 }
 _ENCODERS: Final[dict[str, Callable[[Any], bytes]]] = {
     JSON: encode_json,
     CSV: _encode_csv,
     NPY: _encode_npy,
-    TEXT: _encode_text,
 }
 DECODABLE: Final = tuple(_DECODERS)
 ENCODABLE: Final = tuple(_ENCODERS)
@@ -194,8 +183,8 @@ def decode(body: str | bytes, content_type: str) -> Any:
     decoder = _DECODERS.get(media.essence)
     if decoder is None:
         raise UnsupportedContentType(
-            f"Content type '{content_type}' is not supported by the default input_fn; "
-            f"supported: {', '.join(DECODABLE)}. Define input_fn in inference.py for other types."
+            f"{_unsupported(content_type)} The default input_fn decodes {', '.join(DECODABLE)}; "
+            "define input_fn in inference.py for other types."
         )
     return decoder(body, media)
 
@@ -229,9 +218,15 @@ def select_accept(accept: str, default_accept: str) -> str:
 
 def _unsupported_accept(accept: str) -> UnsupportedAccept:
     return UnsupportedAccept(
-        f"Accept '{accept}' is not supported by the default output_fn; "
-        f"supported: {', '.join(ENCODABLE)}. Define output_fn in inference.py for other types."
+        f"{_unsupported(accept)} The default output_fn encodes {', '.join(ENCODABLE)}; "
+        "define output_fn in inference.py for other types."
     )
+
+
+def _unsupported(media_type: str) -> str:
+    # The first sentence of the toolkit's UnsupportedFormatError, word for word, for the
+    # Accept value as for the Content-Type: clients and their tests match on it.
+    return f"Content type {media_type} is not supported by this framework."
 
 
 @lru_cache(maxsize=256)

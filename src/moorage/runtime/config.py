@@ -77,6 +77,9 @@ class RuntimeConfig:
     worker_sockets: str | None = None
     # Set by the moorage server: the instance stops when that process dies, even by SIGKILL.
     parent_pid: int | None = None
+    # MOORAGE_HTTP_CLIENT_ERRORS: answer 415 / 406 / 400 when the default input_fn or output_fn
+    # cannot handle a request. Off by default: the toolkits answer 500 (TOOLKIT.md §6).
+    http_client_errors: bool = False
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -205,4 +208,5 @@ def load_config(
         preload=_preload(env, is_multi),
         worker_sockets=worker_sockets,
         parent_pid=_int(env, "MOORAGE_PARENT_PID", 0) or None,
+        http_client_errors=_bool(env, "MOORAGE_HTTP_CLIENT_ERRORS", False),
     )

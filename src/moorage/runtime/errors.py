@@ -7,7 +7,8 @@
     LoadError
     └── UserCodeFailed           the script's import, pre_model_fn, model_fn or warmup raised
 
-The handler answers the first three with 415, 406 and 400; it never sends the others over HTTP.
+The handler answers the first three with 500, as the toolkits do (415, 406 and 400 when the
+instance sets MOORAGE_HTTP_CLIENT_ERRORS); it never sends the others over HTTP.
 """
 
 from moorage.errors import LoadError, ValidationError

@@ -56,6 +56,9 @@ _PARAMETERS: Final = {
     "output_fn": ("prediction", "accept"),
     "transform_fn": ("model", "input_data", "content_type", "accept"),
 }
+# Statuses for what the default input_fn / output_fn cannot handle, sent only when the instance
+# opts in (MOORAGE_HTTP_CLIENT_ERRORS). The toolkits answer all three with 500 (TOOLKIT.md §6), and
+# that is the default: clients written against SageMaker branch on OriginalStatusCode.
 _CLIENT_ERRORS: Final = (
     (UnsupportedContentType, 415),
     (UnsupportedAccept, 406),
@@ -80,6 +83,7 @@ class Handler:
     __slots__ = (
         "_context",
         "_default_accept",
+        "_http_client_errors",
         "_input",
         "_input_context",
         "_model",
@@ -99,9 +103,11 @@ class Handler:
         functions: dict[str, _Function],
         *,
         default_accept: str,
+        http_client_errors: bool = False,
     ) -> None:
         """Use ``Handler.load``; this only wires up what it resolved."""
         self._model = model
+        self._http_client_errors = http_client_errors
         self._context = context
         self._processor = context.request_processor[0]
         self._default_accept = default_accept
@@ -127,13 +133,16 @@ class Handler:
         model_name: str | None = None,
         extra_sys_path: Sequence[Path] = (),
         gpu_id: int | None = None,
+        http_client_errors: bool = False,
     ) -> "Handler":
         """Import the script, then run ``pre_model_fn``, ``model_fn`` and ``model_warmup_fn``.
 
         ``program`` is ``SAGEMAKER_PROGRAM`` (None: ``inference.py``, and a missing script
         means every function is a default, as in GEN; named but missing is an error).
         ``code_dir`` and ``extra_sys_path`` are put at the front of ``sys.path`` so the script's
-        sibling modules import. Raises LoadError (UserCodeFailed when user code raised).
+        sibling modules import. ``http_client_errors``: answer 415 / 406 / 400 when the default
+        functions cannot handle a request, instead of the toolkits' 500.
+        Raises LoadError (UserCodeFailed when user code raised).
         """
         paths = [code_dir, *extra_sys_path] if code_dir is not None else [*extra_sys_path]
         for path in reversed(paths):
@@ -165,7 +174,13 @@ class Handler:
             script,
             ", ".join(functions) or "none",
         )
-        return cls(model, context, functions, default_accept=default_accept)
+        return cls(
+            model,
+            context,
+            functions,
+            default_accept=default_accept,
+            http_client_errors=http_client_errors,
+        )
 
     @property
     def model(self) -> Any:
@@ -187,10 +202,11 @@ class Handler:
         with the type set through ``context.set_response_content_type``, else the Accept header's
         first entry (absent or ``*/*``: the default accept).
 
-        Status: the one user code set through the context (200 by default); 415 / 406 / 400 when
-        the default input_fn or output_fn cannot handle the types or the body; the exception's
-        ``status_code`` (400-599) when it has one, as sagemaker_inference's errors do; else 500.
-        Error bodies are text: the message, then the traceback (GEN's format).
+        Status: the one user code set through the context (200 by default); the exception's
+        ``status_code`` (400-599) when it has one, as sagemaker_inference's errors do; else 500,
+        also when the default input_fn or output_fn cannot handle the types or the body (415 /
+        406 / 400 instead with ``http_client_errors``). Error bodies are text: the exception's
+        message, then the traceback (GEN's format).
         """
         processor = self._processor
         headers = request.headers
@@ -222,7 +238,7 @@ class Handler:
                     result = self._output(prediction, accept)
             return self._respond(result, accept)
         except _USER_FAILURES as exc:
-            return _error_response(exc)
+            return _error_response(exc, self._http_client_errors)
 
     def _respond(self, result: Any, accept: str) -> InferenceResponse:
         content_type = None
@@ -395,11 +411,12 @@ def _to_body(result: Any) -> tuple[bytes, str | None]:
     return encode_json(result), JSON
 
 
-def _error_response(exc: BaseException) -> InferenceResponse:
-    for error_type, status in _CLIENT_ERRORS:
-        if isinstance(exc, error_type):
-            logger.debug("request refused with %d: %s", status, exc)
-            return InferenceResponse(status, str(exc).encode(), ERROR_CONTENT_TYPE)
+def _error_response(exc: BaseException, http_client_errors: bool) -> InferenceResponse:
+    if http_client_errors:
+        for error_type, status in _CLIENT_ERRORS:
+            if isinstance(exc, error_type):
+                logger.debug("request refused with %d: %s", status, exc)
+                return InferenceResponse(status, str(exc).encode(), ERROR_CONTENT_TYPE)
     logger.debug("handler raised", exc_info=exc)
     trace = "".join(traceback.format_exception(exc))
     code = getattr(exc, "status_code", None)
@@ -409,8 +426,11 @@ def _error_response(exc: BaseException) -> InferenceResponse:
         if not isinstance(message, str):
             message = _describe(exc)
     else:
+        # GEN wraps an Exception as GenericInferenceToolkitError(500, str(e)): the body starts
+        # with the bare message, the class name shows only in the traceback's last line.
+        # SystemExit and KeyboardInterrupt would end a toolkit worker; here the class says more.
         status = 500
-        message = _exception_line(exc)
+        message = _describe(exc) if isinstance(exc, Exception) else _exception_line(exc)
     body = f"{message}\n{trace}".encode(errors="backslashreplace")
     return InferenceResponse(status, body, ERROR_CONTENT_TYPE)
 

@@ -39,6 +39,7 @@ def _spec(lease: Lease, config: RuntimeConfig, model_name: str | None) -> Worker
         code_dir=str(code_dir) if code_dir else None,
         program=config.program,
         default_accept=config.default_accept,
+        http_client_errors=config.http_client_errors,
         model_name=model_name,
         extra_sys_path=extra_sys_path,
         log_level=config.log_level,

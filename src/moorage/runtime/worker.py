@@ -52,6 +52,8 @@ class WorkerSpec:
     program: str | None
     default_accept: str
     model_name: str | None = None
+    # 415 / 406 / 400 for requests the default functions cannot handle (else 500, as GEN).
+    http_client_errors: bool = False
     extra_sys_path: tuple[str, ...] = ()
     log_level: int = logging.INFO
     # The Unix socket the server may connect to directly (``frames.worker_socket``).
@@ -89,6 +91,7 @@ def run(spec: WorkerSpec, fd: int) -> int:
             default_accept=spec.default_accept,
             model_name=spec.model_name,
             extra_sys_path=[Path(p) for p in spec.extra_sys_path],
+            http_client_errors=spec.http_client_errors,
         )
     except (LoadError, MemoryError) as exc:
         kind = "memory" if isinstance(exc, MemoryError) or _is_memory(exc) else "load"

@@ -229,22 +229,38 @@ def test_defaults_answer_in_the_first_supported_accept_type(xor_model_dir, accep
     assert (response.status, response.content_type) == (200, expected)
 
 
-def test_defaults_answer_406_for_an_unsupported_accept(xor_model_dir):
+def test_defaults_answer_500_for_an_unsupported_accept_as_the_toolkit(xor_model_dir):
     handler = load("sklearn_default", xor_model_dir)
     response = handler.invoke(request(b"[[0, 1]]", "application/json", "image/png"))
-    assert response.status == 406
+    assert response.status == 500
     assert response.content_type == "text/plain; charset=utf-8"
-    assert response.body.startswith(b"Accept 'image/png' is not supported by the default output_fn")
+    assert response.body.startswith(b"Content type image/png is not supported by this framework.")
 
 
-def test_defaults_answer_415_for_an_unsupported_content_type(xor_model_dir):
+def test_defaults_answer_500_for_an_unsupported_content_type_as_the_toolkit(xor_model_dir):
     handler = load("sklearn_default", xor_model_dir)
     response = handler.invoke(request(b"\x00", "application/octet-stream"))
-    assert response.status == 415
+    assert response.status == 500
     assert response.body.decode().startswith(
-        "Content type 'application/octet-stream' is not supported by the default input_fn; "
-        "supported: application/json, text/csv, application/x-npy, application/x-npz, text/plain"
+        "Content type application/octet-stream is not supported by this framework. "
+        "The default input_fn decodes application/json, text/csv, application/x-npy, "
+        "application/x-npz;"
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "accept", "status"),
+    [
+        (b"\x00", "application/octet-stream", None, 415),
+        (b"[[0, 1]]", "application/json", "image/png", 406),
+        (b"[[0, 1", "application/json", None, 400),
+    ],
+)
+def test_defaults_answer_client_errors_when_asked(
+    xor_model_dir, body, content_type, accept, status
+):
+    handler = load("sklearn_default", xor_model_dir, http_client_errors=True)
+    assert handler.invoke(request(body, content_type, accept)).status == status
 
 
 @pytest.mark.parametrize(
@@ -255,11 +271,11 @@ def test_defaults_answer_415_for_an_unsupported_content_type(xor_model_dir):
         (b"xx", "application/x-npy"),
     ],
 )
-def test_defaults_answer_400_for_a_malformed_body(xor_model_dir, body, content_type):
+def test_defaults_answer_500_for_a_malformed_body_as_the_toolkit(xor_model_dir, body, content_type):
     handler = load("sklearn_default", xor_model_dir)
     response = handler.invoke(request(body, content_type))
-    assert response.status == 400
-    assert b"Request body" in response.body
+    assert response.status == 500
+    assert response.body.startswith(b"Request body")
 
 
 def test_default_predict_calls_a_callable_model():
@@ -336,7 +352,7 @@ def test_user_exception_answers_500_with_message_and_traceback():
     assert response.status == 500
     assert response.content_type == "text/plain; charset=utf-8"
     text = response.body.decode()
-    assert text.startswith("ValueError: boom\nTraceback (most recent call last):")
+    assert text.startswith("boom\nTraceback (most recent call last):")
     assert 'raise ValueError("boom")' in text
 
 
@@ -349,7 +365,7 @@ def test_exception_with_status_code_answers_that_status():
 def test_exception_with_a_non_error_status_code_answers_500():
     response = errors_invoke("bogus_status")
     assert response.status == 500
-    assert response.body.startswith(b"inference.ToolkitError: (200, 'not an error status', '')\n")
+    assert response.body.startswith(b"(200, 'not an error status', '')\nTraceback")
 
 
 @pytest.mark.parametrize(
