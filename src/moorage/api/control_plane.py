@@ -33,7 +33,11 @@ def _time(value: datetime) -> float:
 
 def _parse_time(value: Any, member: str) -> datetime:
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            # A finite number past what a datetime holds (1e30): the caller's input, not a 500.
+            raise ValidationError(f"{member} {value!r} is out of range for a timestamp.") from None
     try:
         parsed = datetime.fromisoformat(str(value))
     except ValueError:
@@ -150,6 +154,8 @@ class ControlPlane:
         record = self._service.model(params["ModelName"])
         return _echo(
             record.document,
+            # SageMaker always answers it, false unless the model was created with true.
+            EnableNetworkIsolation=bool(record.document.get("EnableNetworkIsolation", False)),
             ModelName=record.name,
             ModelArn=record.arn,
             CreationTime=_time(record.creation_time),

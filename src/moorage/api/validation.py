@@ -21,7 +21,8 @@ Choices where AWS's behaviour is not a wire contract:
 * Wrong JSON types (a number for a string, …) are reported as violations in the same message;
   AWS answers those with a SerializationException instead.
 * Patterns are shown with a leading ``^``, as SageMaker's messages show them (botocore's model
-  dropped it).
+  dropped it), except for the shapes SageMaker's own model leaves unanchored
+  (``_UNANCHORED_PATTERNS``).
 * (moorage) Storage URLs (``ModelDataUrl``, ``S3Uri``, ``S3OutputPath``, …) may also be
   ``file://`` URLs or absolute local paths (DESIGN.md §5); SageMaker accepts only s3/https.
 * Values of ``sensitive`` shapes are not echoed: ``Value at 'x' failed to satisfy constraint``.
@@ -41,6 +42,10 @@ from moorage.errors import NotFound, ValidationError
 _SERVICE = "sagemaker"
 # Shapes of storage URLs, whose s3/https pattern moorage widens to local files.
 _STORAGE_URL_SHAPES = frozenset({"Url", "S3ModelUri", "S3Uri", "DestinationS3Uri"})
+# Shapes whose pattern SageMaker shows as is: its API reference lists them without ``^``, and
+# real answers quote them so ("Value '' at 'resourceArn' failed to satisfy constraint: Member
+# must satisfy regular expression pattern: arn:aws[a-z-]*:sagemaker:[a-z0-9-]*:[0-9]{12}:.+").
+_UNANCHORED_PATTERNS = frozenset({"ResourceArn"})
 _CONTAINERS: dict[str, type] = {"structure": Mapping, "list": list, "map": Mapping}
 _SCALARS = frozenset(
     {"string", "integer", "long", "float", "double", "boolean", "timestamp", "blob"}
@@ -254,7 +259,7 @@ def _string_failures(shape: Any, value: str) -> list[str]:
             and compiled.fullmatch(value) is None
             and not _is_local_storage_url(shape, value)
         ):
-            failures.append(_pattern_constraint(pattern))
+            failures.append(_pattern_constraint(shape, pattern))
     enum = shape.metadata.get("enum")
     if enum and value not in enum:
         failures.append(_enum_constraint(enum))
@@ -322,14 +327,15 @@ def _all_constraints(shape: Any) -> list[str]:
     if low is not None:
         constraints.append(f"Member must have {word} greater than or equal to {low}")
     if "pattern" in metadata:
-        constraints.append(_pattern_constraint(metadata["pattern"]))
+        constraints.append(_pattern_constraint(shape, metadata["pattern"]))
     if metadata.get("enum"):
         constraints.append(_enum_constraint(metadata["enum"]))
     return constraints
 
 
-def _pattern_constraint(pattern: str) -> str:
-    shown = pattern if pattern.startswith("^") else "^" + pattern
+def _pattern_constraint(shape: Any, pattern: str) -> str:
+    anchored = pattern.startswith("^") or shape.name in _UNANCHORED_PATTERNS
+    shown = pattern if anchored else "^" + pattern
     return f"Member must satisfy regular expression pattern: {shown}"
 
 

@@ -123,6 +123,14 @@ class ControlService:
         ):
             if document.get(unsupported):
                 raise ValidationError(f"{unsupported} is not supported by moorage yet.")
+        for v in document["ProductionVariants"]:
+            if not v.get("ModelName"):
+                # Optional in the model only for inference-component endpoints, which moorage
+                # does not host; without this check the variant fails later, as a 500.
+                raise ValidationError(
+                    f"Variant '{v['VariantName']}' has no ModelName; moorage does not support "
+                    "inference components, so every production variant names its model."
+                )
         config = documents.endpoint_config(name, config_arn, _now(), document)
         check_capture(config)
         variants = config.production_variants
@@ -205,14 +213,7 @@ class ControlService:
     def describe_endpoint(self, name: str) -> EndpointView:
         record = self.endpoint(name)
         config = self._store.endpoint_configs.get(record.endpoint_config_name)
-        images: dict[str, str] = {}
-        if config is not None:
-            for variant in config.document.get("ProductionVariants", ()):
-                model = self._store.models.get(variant["ModelName"])
-                if model is not None:
-                    container = model.document.get("PrimaryContainer", {})
-                    images[variant["VariantName"]] = container.get("Image", "moorage")
-        return EndpointView(record, config, self._fleets.fleet(name), images)
+        return EndpointView(record, config, self._fleets.fleet(name), _deployed_images(record))
 
     def list_endpoints(self, query: ListQuery) -> Page[EndpointRecord]:
         return self._store.endpoints.list(query)
@@ -318,6 +319,12 @@ class ControlService:
 
     def _check_resource(self, resource_arn: str) -> None:
         parsed = parse_arn(resource_arn)
+        if parsed is not None and (parsed.region, parsed.account) != (
+            self._config.region,
+            self._config.account,
+        ):
+            # Another region's or account's resource: none of ours, whatever its name.
+            parsed = None
         lookups: dict[ResourceKind, Callable[[str], object]] = {
             ResourceKind.MODEL: self._store.models.get,
             ResourceKind.ENDPOINT_CONFIG: self._store.endpoint_configs.get,
@@ -338,6 +345,21 @@ class ControlService:
     def delete_tags(self, resource_arn: str, keys: list[str]) -> None:
         self._check_resource(resource_arn)
         self._store.tags.delete(resource_arn, keys)
+
+
+def _deployed_images(record: EndpointRecord) -> dict[str, str]:
+    """Each variant's image as the endpoint deployed it: from the endpoint's own snapshot, since
+    SageMaker allows deleting the config and the models of a running endpoint."""
+    resolved = record.document.get("Resolved") or {}
+    config = resolved.get("EndpointConfig", {}).get("Document", {})
+    models = resolved.get("Models", {})
+    images: dict[str, str] = {}
+    for variant in config.get("ProductionVariants", ()):
+        model = models.get(variant.get("ModelName"), {}).get("Document")
+        if model is not None:
+            container = model.get("PrimaryContainer", {})
+            images[variant["VariantName"]] = container.get("Image", "moorage")
+    return images
 
 
 def _initial_variants(config: EndpointConfigRecord) -> dict[str, dict[str, Any]]:
