@@ -33,6 +33,9 @@ class ServerConfig:
     # Serverless variants: an instance with no request for this long is stopped (scale to zero,
     # down to the ProvisionedConcurrency kept warm).
     serverless_idle_s: float = 300.0
+    # Asynchronous inference: a server that dies gives up the requests it was running this
+    # long after its last renewal, and they run again (seconds).
+    async_lease_s: float = 30.0
     # Data capture: captured invocations are written out at least this often (seconds).
     capture_flush_s: float = 5.0
     # Memory each multi-model instance may fill with models; None: from the instance type.
@@ -116,6 +119,7 @@ def load_server_config(
         model_load_wait_s=_number(env, "MOORAGE_MODEL_LOAD_WAIT", 60.0),
         model_load_timeout_s=_number(env, "MOORAGE_MODEL_LOAD_TIMEOUT", 360.0),
         serverless_idle_s=_number(env, "MOORAGE_SERVERLESS_IDLE", 300.0),
+        async_lease_s=_number(env, "MOORAGE_ASYNC_LEASE", 30.0),
         capture_flush_s=_number(env, "MOORAGE_CAPTURE_FLUSH_INTERVAL", 5.0),
         memory_budget_mb=int(_number(env, "MOORAGE_MEMORY_BUDGET_MB", 0)) or None,
         model_cache_mb=_megabytes(env, "MOORAGE_MODEL_CACHE_MB"),

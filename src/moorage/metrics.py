@@ -94,6 +94,13 @@ class VariantMetrics:
     model_setup_time: Distribution = field(default_factory=lambda: Distribution(_LOAD_BUCKETS))
     model_cache_hit: Distribution = field(default_factory=Distribution)
     loaded_model_count: Count = field(default_factory=Count)
+    # Asynchronous endpoints (spec/LIMITS.md §4).
+    async_processed: Count = field(default_factory=Count)
+    async_failures: Count = field(default_factory=Count)
+    expired_requests: Count = field(default_factory=Count)
+    request_download_failures: Count = field(default_factory=Count)
+    response_upload_failures: Count = field(default_factory=Count)
+    notification_failures: Count = field(default_factory=Count)
 
 
 # (attribute of VariantMetrics, exported name, help): counters, gauges, histograms, summaries.
@@ -111,6 +118,21 @@ _COUNTERS = (
         "InvocationModelErrors",
         "Model calls that did not answer 2xx (errors, timeouts, broken connections)",
     ),
+    # "Processsed": SageMaker's own spelling of the metric.
+    ("async_processed", "InvocationsProcesssed", "Asynchronous requests processed"),
+    ("async_failures", "InvocationFailures", "Asynchronous requests that failed"),
+    ("expired_requests", "ExpiredRequests", "Asynchronous requests past their RequestTTLSeconds"),
+    (
+        "request_download_failures",
+        "RequestDownloadFailures",
+        "Asynchronous requests whose input could not be read",
+    ),
+    (
+        "response_upload_failures",
+        "ResponseUploadFailures",
+        "Asynchronous results that could not be written",
+    ),
+    ("notification_failures", "NotificationFailures", "Notifications that could not be sent"),
 )
 _GAUGES = (("loaded_model_count", "LoadedModelCount", "Models loaded on the variant's instances"),)
 _HISTOGRAMS = (
@@ -156,6 +178,7 @@ class EndpointMetrics:
 
     def __init__(self) -> None:
         self._variants: dict[tuple[str, str], VariantMetrics] = {}
+        self._backlogs: Callable[[], dict[str, Backlog]] = dict
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
@@ -170,6 +193,10 @@ class EndpointMetrics:
     def count_loaded_models(self, endpoint: str, variant: str, count: Callable[[], float]) -> None:
         """Report ``count()`` as the variant's LoadedModelCount, read at each scrape."""
         self.for_variant(endpoint, variant).loaded_model_count.read = count
+
+    def read_backlogs(self, backlogs: Callable[[], dict[str, "Backlog"]]) -> None:
+        """Report ``backlogs()`` (by endpoint) as the asynchronous endpoints' metrics."""
+        self._backlogs = backlogs
 
     def forget(self, endpoint: str, variant: str) -> None:
         """Drop a deleted variant's series."""
@@ -201,9 +228,56 @@ class EndpointMetrics:
                     labels, list(zip(bounds, cumulative, strict=True)), distribution.total
                 )
             yield histogram
+        yield from _backlog_families(self._backlogs())
         for attribute, name, documentation in _SUMMARIES:
             summary = SummaryMetricFamily(name, documentation, labels=_DIMENSIONS)
             for labels, metrics in variants:
                 distribution = getattr(metrics, attribute)
                 summary.add_metric(labels, distribution.count, distribution.total)
             yield summary
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """An asynchronous endpoint's queue: requests waiting or running, the oldest's age, and the
+    instances working it."""
+
+    size: int
+    oldest_age_s: float
+    instances: int
+
+
+def _backlog_families(backlogs: dict[str, Backlog]) -> Iterator[Metric]:
+    """SageMaker's asynchronous-endpoint metrics, whose only dimension is the endpoint."""
+    families = {
+        "size": GaugeMetricFamily(
+            "ApproximateBacklogSize", "Asynchronous requests queued or running", labels=_ENDPOINT
+        ),
+        "per_instance": GaugeMetricFamily(
+            "ApproximateBacklogSizePerInstance",
+            "ApproximateBacklogSize divided by the endpoint's instance count",
+            labels=_ENDPOINT,
+        ),
+        "age": GaugeMetricFamily(
+            "ApproximateAgeOfOldestRequest",
+            "Seconds since the oldest queued asynchronous request arrived",
+            labels=_ENDPOINT,
+        ),
+        "no_capacity": GaugeMetricFamily(
+            "HasBacklogWithoutCapacity",
+            "1 while requests are queued and the endpoint has no instance",
+            labels=_ENDPOINT,
+        ),
+    }
+    for endpoint, backlog in backlogs.items():
+        labels = [endpoint]
+        families["size"].add_metric(labels, backlog.size)
+        families["per_instance"].add_metric(labels, backlog.size / max(1, backlog.instances))
+        families["age"].add_metric(labels, backlog.oldest_age_s)
+        families["no_capacity"].add_metric(
+            labels, float(backlog.size > 0 and not backlog.instances)
+        )
+    yield from families.values()
+
+
+_ENDPOINT = ("EndpointName",)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from moorage.api import validation
 from moorage.api.app import ServerApp
+from moorage.api.async_runtime import AsyncRuntimeApi
 from moorage.api.control_plane import ControlPlane
 from moorage.api.runtime import RuntimeApi
 from moorage.api.sigv4 import SignatureCheck, load_keys
@@ -25,6 +26,7 @@ from moorage.control.service import ControlService
 from moorage.errors import NotFound, ValidationError
 from moorage.fleet import LocalProcessFleet
 from moorage.http import HttpServer, Limits, malloc
+from moorage.jobs import AsyncInference
 from moorage.metrics import EndpointMetrics
 from moorage.routing import ModelLoader, RoutingTable, TargetChecker
 from moorage.store import open_store
@@ -93,6 +95,10 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     gc.collect()
     malloc.trim()
     malloc.tune()
+    queue = AsyncInference(
+        store.async_invocations, table, region=config.region, lease_s=config.async_lease_s
+    )
+    metrics.read_backlogs(queue.backlogs)
     app = ServerApp(
         control_plane,
         RuntimeApi(
@@ -107,6 +113,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
             timeout_s=config.invocation_timeout_s,
             load_wait_s=config.model_load_wait_s,
         ),
+        AsyncRuntimeApi(table, queue, account=config.account),
         metrics,
         signatures,
     )
@@ -122,6 +129,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
         await asyncio.to_thread(deploy_demo, service)
     reconciling = asyncio.create_task(reconciler.run())
     trimming = asyncio.create_task(keep_trimmed(arena))
+    queueing = asyncio.create_task(queue.run())
     print(f"moorage server listening on http://{host}:{port}", flush=True)
     if signatures is not None:
         print(
@@ -138,9 +146,10 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     await stop.wait()
     log.info("stopping")
     await http.close(grace=5.0)
-    reconciling.cancel()
-    trimming.cancel()
-    await asyncio.gather(reconciling, trimming, return_exceptions=True)
+    for task in (reconciling, trimming, queueing):
+        task.cancel()
+    await asyncio.gather(reconciling, trimming, queueing, return_exceptions=True)
+    await queue.stop()
     await reconciler.stop()
     await asyncio.to_thread(captures.close)
     await asyncio.to_thread(store.close)

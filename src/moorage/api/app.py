@@ -5,6 +5,7 @@ from typing import Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from moorage.api.async_runtime import AsyncRuntimeApi
 from moorage.api.control_plane import ControlPlane
 from moorage.api.errors import control_error, runtime_error
 from moorage.api.runtime import RuntimeApi
@@ -25,6 +26,7 @@ class ServerApp:
         self,
         control_plane: ControlPlane,
         runtime: RuntimeApi,
+        async_runtime: AsyncRuntimeApi,
         metrics: EndpointMetrics,
         signatures: SignatureCheck | None = None,
     ) -> None:
@@ -35,6 +37,7 @@ class ServerApp:
         self._invokers = {
             "invocations": runtime.invoke,
             "invocations-response-stream": runtime.invoke_stream,
+            "async-invocations": async_runtime.invoke,
         }
 
     def handle(self, request: Request) -> "Response | asyncio.Future[Response]":

@@ -304,6 +304,9 @@ def _describe_endpoint(view: EndpointView) -> dict[str, Any]:
     capture = record.document.get("DataCaptureConfig")
     if capture:
         answer["DataCaptureConfig"] = _capture_summary(capture)
+    config = documents.deployed_config(record.document.get("Resolved"))
+    if asynchronous := config.get("AsyncInferenceConfig"):
+        answer["AsyncInferenceConfig"] = asynchronous
     if record.document.get("DeploymentConfig"):
         answer["LastDeploymentConfig"] = record.document["DeploymentConfig"]
     pending = record.document.get("Pending")

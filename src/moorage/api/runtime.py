@@ -76,6 +76,12 @@ class RuntimeApi:
                 "ValidationError",
                 f"Endpoint {endpoint} of account {self._account} not found.",
             )
+        if route.asynchronous is not None:
+            return runtime_error(
+                400,
+                "ValidationError",
+                f"Endpoint {route.name} is an asynchronous endpoint; call InvokeEndpointAsync.",
+            )
         headers = request.headers
         problem = self._check_headers(headers, route)
         if problem is not None:

@@ -22,29 +22,30 @@ class Destination(Protocol):
     @property
     def uri(self) -> str: ...
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: bytes, content_type: str | None = None) -> None:
         """Store ``data`` as the file ``key``; raise on failure. Called off the event loop."""
 
 
-def destination(uri: str) -> Destination:
-    """The destination ``uri`` names; ValidationError for one moorage cannot write to."""
+def destination(uri: str, member: str = "DestinationS3Uri") -> Destination:
+    """The destination ``uri`` names; ValidationError, naming the request's ``member``, for
+    one moorage cannot write to."""
     if uri.startswith("s3://"):
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         if not bucket:
-            raise ValidationError(f"DestinationS3Uri {uri!r} names no bucket.")
+            raise ValidationError(f"{member} {uri!r} names no bucket.")
         prefix = prefix.strip("/")
         return S3Prefix(uri, bucket, f"{prefix}/" if prefix else "")
     if uri.startswith("file://"):
         parts = urlsplit(uri)
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise ValidationError(
-                f"DestinationS3Uri {uri!r} is not a local folder; write file:///absolute/path."
+                f"{member} {uri!r} is not a local folder; write file:///absolute/path."
             )
         return LocalFolder(uri, Path(url2pathname(parts.path)))
     if uri.startswith("/"):
         return LocalFolder(uri, Path(uri))
     raise ValidationError(
-        f"DestinationS3Uri {uri!r} cannot be written by moorage: give s3://bucket/prefix, or a "
+        f"{member} {uri!r} cannot be written by moorage: give s3://bucket/prefix, or a "
         "local folder as file:///path or /path."
     )
 
@@ -54,7 +55,7 @@ class LocalFolder:
         self.uri = uri
         self._root = root
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: bytes, content_type: str | None = None) -> None:
         path = self._root.joinpath(*key.split("/"))
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written aside, then renamed: a reader listing *.jsonl never sees half a file.
@@ -69,8 +70,9 @@ class S3Prefix:
         self._bucket = bucket
         self._prefix = prefix
 
-    def write(self, key: str, data: bytes) -> None:
-        _s3().put_object(Bucket=self._bucket, Key=self._prefix + key, Body=data)
+    def write(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        extra = {"ContentType": content_type} if content_type else {}
+        _s3().put_object(Bucket=self._bucket, Key=self._prefix + key, Body=data, **extra)
 
 
 @functools.cache

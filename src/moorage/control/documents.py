@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from moorage.domain import (
+    AsyncInferenceConfig,
     CaptureMode,
     ContainerDefinition,
     ContainerMode,
@@ -21,6 +22,7 @@ from moorage.domain import (
     RoutingStrategy,
     ServerlessConfig,
 )
+from moorage.errors import ValidationError
 from moorage.store import DocumentRecord
 
 Document = Mapping[str, Any]
@@ -100,6 +102,27 @@ def endpoint_config(name: str, arn: str, created: datetime, document: Document) 
         data_capture_config=data_capture_config(capture)
         if (capture := document.get("DataCaptureConfig"))
         else None,
+        async_inference_config=async_inference_config(asynchronous)
+        if (asynchronous := document.get("AsyncInferenceConfig"))
+        else None,
+    )
+
+
+def async_inference_config(document: Document) -> AsyncInferenceConfig:
+    output = document.get("OutputConfig", {})
+    notifications = output.get("NotificationConfig", {})
+    path = output.get("S3OutputPath")
+    if not path:
+        raise ValidationError("AsyncInferenceConfig.OutputConfig needs S3OutputPath.")
+    return AsyncInferenceConfig(
+        s3_output_path=path,
+        s3_failure_path=output.get("S3FailurePath"),
+        max_concurrent_invocations_per_instance=document.get("ClientConfig", {}).get(
+            "MaxConcurrentInvocationsPerInstance"
+        ),
+        success_topic=notifications.get("SuccessTopic"),
+        error_topic=notifications.get("ErrorTopic"),
+        include_response_in=frozenset(notifications.get("IncludeInferenceResponseIn", ())),
     )
 
 
@@ -131,6 +154,12 @@ def snapshot(config: DocumentRecord, models: Mapping[str, DocumentRecord]) -> di
         "EndpointConfig": entry(config),
         "Models": {name: entry(record) for name, record in models.items()},
     }
+
+
+def deployed_config(resolved: Document | None) -> Document:
+    """The endpoint config document in an endpoint's snapshot (``Resolved``); empty if none."""
+    document: Document = (resolved or {}).get("EndpointConfig", {}).get("Document", {})
+    return document
 
 
 def unsnapshot(resolved: Document) -> tuple[DocumentRecord, dict[str, DocumentRecord]]:

@@ -9,6 +9,7 @@ anyway. Outcomes are recorded through the store's compare-and-set on the endpoin
 import asyncio
 import dataclasses
 import logging
+import os
 from collections.abc import Awaitable
 from typing import Any
 
@@ -21,7 +22,7 @@ from moorage.domain import EndpointStatus, Model, ProductionVariant
 from moorage.errors import MoorageError
 from moorage.fleet import LocalProcessFleet
 from moorage.metrics import EndpointMetrics
-from moorage.routing import EndpointRoute, RoutingTable
+from moorage.routing import AsyncRoute, EndpointRoute, RoutingTable
 from moorage.store import DocumentRecord, EndpointRecord, Store
 
 log = logging.getLogger(__name__)
@@ -179,10 +180,14 @@ class Reconciler:
         settings = documents.data_capture_config(capture) if capture else None
         return await self._builder.build(record.name, config_name, variants, settings)
 
-    def _install(self, record: EndpointRecord, fleet: RunningFleet) -> None:
+    def _install(
+        self, record: EndpointRecord, fleet: RunningFleet, resolved: dict[str, Any] | None
+    ) -> None:
         self._fleets[_key(record.name)] = fleet
         is_multi = any(v.model.pipeline[0].is_multi_model for v in fleet.variants.values())
-        self._table.set(EndpointRoute(record.name, fleet.route, is_multi_model=is_multi))
+        route = EndpointRoute(record.name, fleet.route, is_multi_model=is_multi)
+        route.asynchronous = _async_route(fleet, resolved)
+        self._table.set(route)
 
     async def _stop_fleet(self, key: str) -> None:
         fleet = self._fleets.pop(key, None)
@@ -217,7 +222,7 @@ class Reconciler:
             log.error("endpoint %s failed: %s", record.name, exc)
             await self._set_status(record, record.status, S.FAILED, failure_reason=str(exc))
             return False
-        self._install(record, fleet)
+        self._install(record, fleet, _resolved(record))
         return True
 
     def _needs_healing(self, key: str) -> bool:
@@ -309,7 +314,7 @@ class Reconciler:
             route.next_share = share
             if wait_s:
                 await asyncio.sleep(wait_s)
-        self._install(record, green)
+        self._install(record, green, pending.get("Resolved"))
         moved = await self._set_status(
             record,
             S.UPDATING,
@@ -357,6 +362,22 @@ class Reconciler:
             *(self._builder.stop(f) for f in self._fleets.values()), return_exceptions=True
         )
         self._fleets.clear()
+
+
+def _async_route(fleet: RunningFleet, resolved: dict[str, Any] | None) -> AsyncRoute | None:
+    document = documents.deployed_config(resolved)
+    if not document.get("AsyncInferenceConfig"):
+        return None
+    config = documents.async_inference_config(document["AsyncInferenceConfig"])
+    per_instance = config.max_concurrent_invocations_per_instance
+    if per_instance is None:
+        # SageMaker picks a number; moorage's: the instance's worker processes, one each.
+        workers = [
+            v.model.pipeline[0].environment.get("SAGEMAKER_MODEL_SERVER_WORKERS", "")
+            for v in fleet.variants.values()
+        ]
+        per_instance = min((int(w) for w in workers if w.isdigit()), default=os.cpu_count() or 1)
+    return AsyncRoute(config, max(1, per_instance))
 
 
 def _resolved(record: EndpointRecord) -> dict[str, Any] | None:

@@ -13,10 +13,19 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from moorage.capture import check_config as check_capture
+from moorage.capture import destination
 from moorage.config import ServerConfig
 from moorage.control import documents
 from moorage.control.fleets import RunningFleet
-from moorage.domain import ENDPOINT_TRANSITIONAL, EndpointStatus, ResourceKind, arn, parse_arn
+from moorage.domain import (
+    ENDPOINT_TRANSITIONAL,
+    AsyncInferenceConfig,
+    EndpointStatus,
+    ProductionVariant,
+    ResourceKind,
+    arn,
+    parse_arn,
+)
 from moorage.errors import NotFound, ValidationError
 from moorage.fleet import MEMORY_BUDGET_VAR, classify_image
 from moorage.store import (
@@ -117,7 +126,6 @@ class ControlService:
         name = document["EndpointConfigName"]
         config_arn = self.arn(ResourceKind.ENDPOINT_CONFIG, name)
         for unsupported in (
-            "AsyncInferenceConfig",
             "ShadowProductionVariants",
             "ExplainerConfig",
         ):
@@ -133,11 +141,15 @@ class ControlService:
                 )
         config = documents.endpoint_config(name, config_arn, _now(), document)
         check_capture(config)
+        if config.async_inference_config is not None:
+            _check_async_config(config.async_inference_config)
         variants = config.production_variants
         for variant in variants:
             model = self.model(variant.model_name)
             if variant.is_serverless:
                 self._check_serverless(variant.variant_name, len(variants), model)
+            if config.is_async:
+                self._check_async(variant, model)
         record = self._store.endpoint_configs.create(
             name, config_arn, document, config.creation_time
         )
@@ -156,6 +168,20 @@ class ControlService:
             raise ValidationError(
                 f"Variant '{variant}' is serverless, and serverless endpoints do not support "
                 f"multi-model endpoints (model '{model.name}' is in MultiModel mode)."
+            )
+
+    @staticmethod
+    def _check_async(variant: ProductionVariant, model: ModelRecord) -> None:
+        # Asynchronous endpoints run on instances, one model each (spec/LIMITS.md §4).
+        if variant.is_serverless:
+            raise ValidationError(
+                f"Variant '{variant.variant_name}' is serverless, and serverless endpoints do "
+                "not support AsyncInferenceConfig."
+            )
+        if model.document.get("PrimaryContainer", {}).get("Mode") == "MultiModel":
+            raise ValidationError(
+                f"Model '{model.name}' is in MultiModel mode, and multi-model endpoints do not "
+                "support AsyncInferenceConfig."
             )
 
     def endpoint_config(self, name: str) -> EndpointConfigRecord:
@@ -229,6 +255,11 @@ class ControlService:
                 f'Cannot update endpoint "{record.arn}" from instance-based variants to '
                 f"serverless ones ({config.name}); create a new endpoint instead."
             )
+        if bool(config.document.get("AsyncInferenceConfig")) != _is_async(record):
+            raise ValidationError(
+                f'Cannot update endpoint "{record.arn}" between real-time and asynchronous '
+                f"inference ({config.name}); create a new endpoint instead."
+            )
         capture = config.document.get("DataCaptureConfig")
         if params.get("RetainAllVariantProperties"):
             excluded = {
@@ -294,6 +325,7 @@ class ControlService:
             record.name, record.status, S.DELETING, failure_reason=record.failure_reason
         ):
             raise self._in_progress(record.name)
+        self._store.async_invocations.forget_endpoint(record.name)
         self._wake()
 
     def _serving(self, name: str) -> EndpointRecord:
@@ -351,7 +383,7 @@ def _deployed_images(record: EndpointRecord) -> dict[str, str]:
     """Each variant's image as the endpoint deployed it: from the endpoint's own snapshot, since
     SageMaker allows deleting the config and the models of a running endpoint."""
     resolved = record.document.get("Resolved") or {}
-    config = resolved.get("EndpointConfig", {}).get("Document", {})
+    config = documents.deployed_config(resolved)
     models = resolved.get("Models", {})
     images: dict[str, str] = {}
     for variant in config.get("ProductionVariants", ()):
@@ -373,6 +405,19 @@ def _initial_variants(config: EndpointConfigRecord) -> dict[str, dict[str, Any]]
             wanted["DesiredInstanceCount"] = int(v.get("InitialInstanceCount", 1))
         variants[v["VariantName"]] = wanted
     return variants
+
+
+def _check_async_config(config: AsyncInferenceConfig) -> None:
+    """Raise ValidationError for results moorage could not write."""
+    destination(config.s3_output_path, "S3OutputPath")
+    if config.s3_failure_path:
+        destination(config.s3_failure_path, "S3FailurePath")
+
+
+def _is_async(record: EndpointRecord) -> bool:
+    return bool(
+        documents.deployed_config(record.document.get("Resolved")).get("AsyncInferenceConfig")
+    )
 
 
 def _is_serverless(wanted: dict[str, Any]) -> bool:

@@ -168,9 +168,13 @@ class ProductionVariant:
 class AsyncInferenceConfig:
     """Makes an endpoint asynchronous: where results and failures are written."""
 
-    s3_output_path: str | None = None
+    s3_output_path: str
     s3_failure_path: str | None = None
     max_concurrent_invocations_per_instance: int | None = None
+    # SNS topic ARNs told of each outcome, and which of them get the answer's body.
+    success_topic: str | None = None
+    error_topic: str | None = None
+    include_response_in: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, kw_only=True)

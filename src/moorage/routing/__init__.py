@@ -11,6 +11,7 @@ model state, never touching the store.
 from moorage.routing.loading import ModelLoader
 from moorage.routing.models import InstanceModels, LoadedModel, Loading, MultiModelSource
 from moorage.routing.table import (
+    AsyncRoute,
     EndpointRoute,
     FleetRoute,
     InstanceRoute,
@@ -22,6 +23,7 @@ from moorage.routing.table import (
 from moorage.routing.targets import ModelPrefix, TargetChecker, model_key, target_problem
 
 __all__ = [
+    "AsyncRoute",
     "EndpointRoute",
     "FleetRoute",
     "InstanceModels",

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from moorage.capture import VariantCapture
 from moorage.contract import frames
 from moorage.contract.arena import Arena
+from moorage.domain import AsyncInferenceConfig
 from moorage.http.client import ClientResponse, ConnectionPool
 from moorage.metrics import VariantMetrics
 from moorage.routing.models import InstanceModels, Loading, MultiModelSource
@@ -226,6 +227,14 @@ class FleetRoute:
 
 
 @dataclass(eq=False, slots=True)
+class AsyncRoute:
+    """An asynchronous endpoint's settings."""
+
+    config: AsyncInferenceConfig
+    per_instance: int  # requests each instance takes at once
+
+
+@dataclass(eq=False, slots=True)
 class EndpointRoute:
     name: str
     current: FleetRoute
@@ -233,6 +242,12 @@ class EndpointRoute:
     next: FleetRoute | None = None
     next_share: float = 0.0
     is_multi_model: bool = False
+    # Asynchronous endpoints take requests through their queue only.
+    asynchronous: AsyncRoute | None = None
+
+    def instance_count(self) -> int:
+        fleets = [self.current] if self.next is None else [self.current, self.next]
+        return sum(len(v.instances) for f in fleets for v in f.variants.values() if v.can_serve)
 
     def choose(self, target_variant: str | None) -> VariantRoute | None:
         if target_variant is not None:
@@ -270,3 +285,6 @@ class RoutingTable:
 
     def remove(self, name: str) -> None:
         self._routes.pop(name.lower(), None)
+
+    def routes(self) -> list[EndpointRoute]:
+        return list(self._routes.values())

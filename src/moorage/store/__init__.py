@@ -1,5 +1,6 @@
 """Persistence of the control plane: SQLAlchemy Core tables, versioned migrations, and one
-repository per resource (``Store.models``, ``.endpoint_configs``, ``.endpoints``, ``.tags``).
+repository per resource (``Store.models``, ``.endpoint_configs``, ``.endpoints``, ``.tags``,
+``.async_invocations``).
 
 Owns the SQL and every SQLite/PostgreSQL difference (all in ``_engine``). Synchronous: the
 server calls it through ``asyncio.to_thread``. An endpoint's status changes only through
@@ -8,6 +9,7 @@ server calls it through ``asyncio.to_thread``. An endpoint's status changes only
 """
 
 from moorage.store._migrations import SchemaTooNew
+from moorage.store.async_invocations import AsyncInvocations, QueuedInvocation
 from moorage.store.database import Store, open_store
 from moorage.store.documents import AlreadyExists, Documents
 from moorage.store.endpoints import Endpoints
@@ -25,6 +27,7 @@ from moorage.store.tags import Tags
 
 __all__ = [
     "AlreadyExists",
+    "AsyncInvocations",
     "DocumentRecord",
     "Documents",
     "EndpointConfigRecord",
@@ -34,6 +37,7 @@ __all__ = [
     "ListQuery",
     "ModelRecord",
     "Page",
+    "QueuedInvocation",
     "SchemaTooNew",
     "SortBy",
     "SortOrder",

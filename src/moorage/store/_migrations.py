@@ -72,7 +72,20 @@ _V2_LISTING_INDEXES: Final = _sql(
     "CREATE INDEX ix_endpoints_status ON endpoints (status)",
 )
 
-STEPS: Final[Sequence[Step]] = (_V1_TABLES, _V2_LISTING_INDEXES)
+_V3_ASYNC_INVOCATIONS: Final = _sql(
+    """CREATE TABLE async_invocations (
+        id VARCHAR(36) NOT NULL PRIMARY KEY,
+        endpoint_key VARCHAR(63) NOT NULL,
+        received_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        lease_until_ms BIGINT,
+        attempts INTEGER NOT NULL,
+        request JSON NOT NULL
+    )""",
+    "CREATE INDEX ix_async_invocations_endpoint ON async_invocations (endpoint_key, received_ms)",
+)
+
+STEPS: Final[Sequence[Step]] = (_V1_TABLES, _V2_LISTING_INDEXES, _V3_ASYNC_INVOCATIONS)
 
 _VERSION_TABLE: Final = """CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL PRIMARY KEY,

@@ -56,6 +56,21 @@ tags: Final = sa.Table(
     sa.Column("tag_value", sa.String(256), nullable=False),
 )
 
+# Accepted InvokeEndpointAsync requests until their result is written: the queue that survives
+# restarts (DESIGN.md §4). ``lease_until_ms`` is when a server that took one gives it up unless
+# it renews the lease.
+async_invocations: Final = sa.Table(
+    "async_invocations",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("endpoint_key", _NAME, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),
+    sa.Column("lease_until_ms", sa.BigInteger, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
+)
+
 schema_version: Final = sa.Table(
     "schema_version",
     metadata,

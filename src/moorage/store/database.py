@@ -6,6 +6,7 @@ from typing import Self
 from moorage.store import _tables
 from moorage.store._engine import Database, create_database
 from moorage.store._migrations import migrate
+from moorage.store.async_invocations import AsyncInvocations
 from moorage.store.documents import Documents
 from moorage.store.endpoints import Endpoints
 from moorage.store.records import EndpointConfigRecord, ModelRecord
@@ -25,6 +26,7 @@ class Store:
         )
         self.endpoints = Endpoints(db)
         self.tags = Tags(db)
+        self.async_invocations = AsyncInvocations(db)
 
     def close(self) -> None:
         """Close every pooled connection."""

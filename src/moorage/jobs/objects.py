@@ -1,0 +1,62 @@
+"""Reading an asynchronous request's input, and telling SNS topics of its outcome.
+
+S3 and SNS are reached with boto3's default session, so the usual AWS settings
+(``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_SNS``, profiles, the credentials chain) apply, as
+for model data. Blocking: called in a thread.
+"""
+
+import functools
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from moorage.errors import ValidationError
+
+
+def input_problem(uri: str) -> str | None:
+    """Why moorage cannot read ``uri`` as an InputLocation, or None."""
+    if uri.startswith("s3://"):
+        bucket, slash, key = uri.removeprefix("s3://").partition("/")
+        return None if bucket and slash and key else f"InputLocation {uri!r} names no object."
+    if uri.startswith("file://"):
+        parts = urlsplit(uri)
+        if parts.netloc in ("", "localhost") and parts.path.startswith("/"):
+            return None
+        return f"InputLocation {uri!r} is not a local file; write file:///absolute/path."
+    if uri.startswith("/"):
+        return None
+    return (
+        f"InputLocation {uri!r} cannot be read by moorage: give s3://bucket/key, or a local "
+        "file as file:///path or /path."
+    )
+
+
+def read(uri: str) -> bytes:
+    """The object or file at ``uri`` (checked with ``input_problem``)."""
+    if uri.startswith("s3://"):
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        body = _client("s3", None).get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            return bytes(body.read())
+        finally:
+            body.close()
+    path = Path(url2pathname(urlsplit(uri).path)) if uri.startswith("file://") else Path(uri)
+    return path.read_bytes()
+
+
+def publish(topic_arn: str, message: str) -> None:
+    parts = topic_arn.split(":")
+    if len(parts) < 6 or parts[2] != "sns":
+        raise ValidationError(f"{topic_arn!r} is not an SNS topic ARN.")
+    _client("sns", parts[3]).publish(TopicArn=topic_arn, Message=message)
+
+
+@functools.cache
+def _client(service: str, region: str | None) -> Any:
+    import boto3.session
+    from botocore.config import Config
+
+    # Short timeouts: a store that does not answer must not hold a request for minutes.
+    config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3})
+    return boto3.session.Session().client(service, region_name=region, config=config)

@@ -1,0 +1,330 @@
+"""Asynchronous inference through boto3: InvokeEndpointAsync, results in files and in S3,
+failures, notifications, and requests that survive a server killed mid-way."""
+
+import base64
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.fixtures.builders import model_dir, pack
+from tests.integration.instance import wait_until
+from tests.integration.server import FAST_WAITER, running_server
+from tests.integration.test_server_fleet import variant
+from tests.integration.test_server_lifecycle import SKLEARN_IMAGE, unique
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, s3_endpoint):
+    env = {**S3_ENV, "AWS_ENDPOINT_URL_S3": s3_endpoint, "AWS_ENDPOINT_URL_SNS": s3_endpoint}
+    with running_server(tmp_path_factory.mktemp("data"), env=env) as running:
+        yield running
+
+
+def create_model(sm, fixture: str, folder: Path) -> str:
+    archive = pack(model_dir(fixture, folder / fixture), folder / f"{fixture}.tar.gz")
+    name = unique("m")
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={"Image": SKLEARN_IMAGE, "ModelDataUrl": f"file://{archive}"},
+    )
+    return name
+
+
+def deploy_async(sm, model: str, output: str, failure: str | None = None, **config) -> str:
+    output_config = {"S3OutputPath": output, **({"S3FailurePath": failure} if failure else {})}
+    name = unique("cfg")
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[variant("A", model)],
+        AsyncInferenceConfig={"OutputConfig": {**output_config, **config}},
+    )
+    endpoint = unique("ep")
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=name)
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig=FAST_WAITER)
+    return endpoint
+
+
+def local_file(location: str) -> Path:
+    assert location.startswith("file://"), location
+    return Path(location.removeprefix("file://"))
+
+
+def read_when_written(path: Path, timeout: float = 30) -> bytes:
+    wait_until(path.exists, timeout=timeout)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("async")
+    return {"in": root / "in", "out": root / "out", "fail": root / "fail"}
+
+
+@pytest.fixture(scope="module")
+def slow_endpoint(sm, tmp_path_factory, places) -> str:
+    model = create_model(sm, "slow", tmp_path_factory.mktemp("slow"))
+    return deploy_async(sm, model, places["out"].as_uri(), places["fail"].as_uri())
+
+
+@pytest.fixture(scope="module")
+def errors_endpoint(sm, tmp_path_factory, places) -> str:
+    model = create_model(sm, "errors", tmp_path_factory.mktemp("errors"))
+    return deploy_async(sm, model, places["out"].as_uri(), places["fail"].as_uri())
+
+
+def write_input(places, body: dict) -> str:
+    places["in"].mkdir(parents=True, exist_ok=True)
+    path = places["in"] / f"{unique('input')}.json"
+    path.write_text(json.dumps(body))
+    return path.as_uri()
+
+
+def test_the_answer_is_written_to_the_output_location(sm, runtime, slow_endpoint, places):
+    answer = runtime.invoke_endpoint_async(
+        EndpointName=slow_endpoint,
+        InputLocation=write_input(places, {"echo": "hello"}),
+        ContentType="application/json",
+    )
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 202
+    inference_id = answer["InferenceId"]
+    assert answer["OutputLocation"] == f"{places['out'].as_uri()}/{inference_id}.out"
+    assert answer["FailureLocation"] == f"{places['fail'].as_uri()}/{inference_id}-error.out"
+    result = json.loads(read_when_written(local_file(answer["OutputLocation"])))
+    assert result["echo"] == "hello"
+    assert not local_file(answer["FailureLocation"]).exists()
+
+    described = sm.describe_endpoint(EndpointName=slow_endpoint)
+    assert described["AsyncInferenceConfig"]["OutputConfig"]["S3OutputPath"] == (
+        places["out"].as_uri()
+    )
+    config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    assert config["AsyncInferenceConfig"]["OutputConfig"]["S3FailurePath"] == (
+        places["fail"].as_uri()
+    )
+
+
+def test_inference_id_extension_and_filename_are_the_callers(runtime, slow_endpoint, places):
+    answer = runtime.invoke_endpoint_async(
+        EndpointName=slow_endpoint,
+        InputLocation=write_input(places, {"echo": 7}),
+        ContentType="application/json",
+        InferenceId="my-request-1",
+        S3OutputPathExtension="team/run-1",
+        Filename="result.json",
+    )
+    assert answer["InferenceId"] == "my-request-1"
+    assert answer["OutputLocation"] == f"{places['out'].as_uri()}/team/run-1/result.json"
+    assert json.loads(read_when_written(local_file(answer["OutputLocation"])))["echo"] == 7
+
+
+def test_a_failing_model_writes_its_error_to_the_failure_location(runtime, errors_endpoint, places):
+    answer = runtime.invoke_endpoint_async(
+        EndpointName=errors_endpoint,
+        InputLocation=write_input(places, {"action": "raise"}),
+        ContentType="application/json",
+    )
+    failure = read_when_written(local_file(answer["FailureLocation"])).decode()
+    assert "boom" in failure
+    assert not local_file(answer["OutputLocation"]).exists()
+
+
+def test_an_input_that_cannot_be_read_is_a_failure(runtime, slow_endpoint, places):
+    answer = runtime.invoke_endpoint_async(
+        EndpointName=slow_endpoint,
+        InputLocation=(places["in"] / "missing.json").as_uri(),
+        ContentType="application/json",
+    )
+    failure = read_when_written(local_file(answer["FailureLocation"])).decode()
+    assert "Failed to read the input" in failure
+
+
+def test_requests_the_endpoint_cannot_take_are_validation_errors(
+    sm, runtime, slow_endpoint, places, tmp_path
+):
+    def refused(call, **kwargs) -> str:
+        with pytest.raises(ClientError) as caught:
+            call(**kwargs)
+        assert caught.value.response["Error"]["Code"] == "ValidationError"
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        return caught.value.response["Error"]["Message"]
+
+    good = write_input(places, {})
+    invoke = runtime.invoke_endpoint_async
+    assert "InvokeEndpointAsync" in refused(
+        runtime.invoke_endpoint, EndpointName=slow_endpoint, Body=b"{}"
+    )
+    assert "InputLocation is required" in refused(invoke, EndpointName=slow_endpoint)
+    assert "cannot be read" in refused(
+        invoke, EndpointName=slow_endpoint, InputLocation="ftp://host/x"
+    )
+    assert "RequestTTLSeconds" in refused(
+        invoke, EndpointName=slow_endpoint, InputLocation=good, RequestTTLSeconds=30000
+    )
+    assert "Filename" in refused(
+        invoke, EndpointName=slow_endpoint, InputLocation=good, Filename="a.b.c"
+    )
+    assert "not found" in refused(invoke, EndpointName="nowhere", InputLocation=good)
+
+    model = create_model(sm, "slow", tmp_path)
+    config = unique("cfg")
+    sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[variant("A", model)])
+    realtime = unique("ep")
+    sm.create_endpoint(EndpointName=realtime, EndpointConfigName=config)
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=realtime, WaiterConfig=FAST_WAITER)
+    assert "not an asynchronous endpoint" in refused(
+        invoke, EndpointName=realtime, InputLocation=good
+    )
+    with pytest.raises(ClientError, match="between real-time and asynchronous"):
+        sm.update_endpoint(EndpointName=slow_endpoint, EndpointConfigName=config)
+
+
+def test_configs_moorage_cannot_serve_asynchronously_are_refused(sm, tmp_path):
+    model = create_model(sm, "slow", tmp_path)
+    serverless = {
+        "VariantName": "A",
+        "ModelName": model,
+        "ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 1},
+    }
+    cases = [
+        ([serverless], {"S3OutputPath": "s3://bucket/out"}, "serverless"),
+        ([variant("A", model)], {"S3OutputPath": "ftp://host/out"}, "S3OutputPath"),
+        (
+            [variant("A", model)],
+            {"S3OutputPath": "s3://bucket/out", "S3FailurePath": "s3://"},
+            "S3FailurePath",
+        ),
+    ]
+    for variants, output, wording in cases:
+        with pytest.raises(ClientError, match=f"(?i){wording}") as caught:
+            sm.create_endpoint_config(
+                EndpointConfigName=unique("cfg"),
+                ProductionVariants=variants,
+                AsyncInferenceConfig={"OutputConfig": output},
+            )
+        assert caught.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_results_in_s3_and_notifications_on_sns(sm, runtime, s3_endpoint, tmp_path):
+    clients = {"endpoint_url": s3_endpoint, "region_name": "us-east-1", **_keys()}
+    s3, sns, sqs = (boto3.client(name, **clients) for name in ("s3", "sns", "sqs"))
+    bucket = unique("bucket")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="in/request.json", Body=b'{"echo": "via s3"}')
+    topic = sns.create_topic(Name=unique("done"))["TopicArn"]
+    queue = sqs.create_queue(QueueName=unique("q"))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+    model = create_model(sm, "slow", tmp_path)
+    endpoint = deploy_async(
+        sm,
+        model,
+        f"s3://{bucket}/out",
+        NotificationConfig={
+            "SuccessTopic": topic,
+            "IncludeInferenceResponseIn": ["SUCCESS_NOTIFICATION_TOPIC"],
+        },
+    )
+    answer = runtime.invoke_endpoint_async(
+        EndpointName=endpoint,
+        InputLocation=f"s3://{bucket}/in/request.json",
+        ContentType="application/json",
+    )
+    key = answer["OutputLocation"].removeprefix(f"s3://{bucket}/")
+    assert answer["FailureLocation"].startswith(f"s3://{bucket}/out/")
+
+    def result() -> dict | None:
+        try:
+            obj = s3.get_object(Bucket=bucket, Key=key)
+        except ClientError:
+            return None
+        assert obj["ContentType"] == "application/json"
+        return json.loads(obj["Body"].read())
+
+    wait_until(lambda: result() is not None, timeout=30)
+    assert result()["echo"] == "via s3"
+
+    received = []
+    deadline = time.monotonic() + 30
+    while not received and time.monotonic() < deadline:
+        received = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])
+    assert received, "no notification arrived"
+    notification = json.loads(json.loads(received[0]["Body"])["Message"])
+    assert notification["invocationStatus"] == "Completed"
+    assert notification["inferenceId"] == answer["InferenceId"]
+    assert notification["responseParameters"]["outputLocation"] == answer["OutputLocation"]
+    assert notification["requestParameters"]["endpointName"] == endpoint
+    assert notification["eventName"] == "InferenceResult"
+    assert b"via s3" in base64.b64decode(notification["responseBody"]["content"])
+
+
+def _keys() -> dict[str, str]:
+    return {
+        "aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+def test_accepted_requests_survive_a_server_killed_mid_way(tmp_path):
+    """One request running and one queued when the server is SIGKILLed: after a restart on the
+    same data dir, both results are written."""
+    env = {"MOORAGE_ASYNC_LEASE": "2"}
+    places = {"in": tmp_path / "in", "out": tmp_path / "out"}
+    marker = tmp_path / "started"
+    with running_server(tmp_path / "data", env=env) as first:
+        sm = first.client("sagemaker")
+        endpoint = _deploy_one_at_a_time(sm, create_model(sm, "slow", tmp_path), places)
+        runtime = first.client("sagemaker-runtime")
+        slow_input = write_input(places, {"sleep": 60, "marker": str(marker), "echo": 1})
+        running = runtime.invoke_endpoint_async(
+            EndpointName=endpoint, InputLocation=slow_input, ContentType="application/json"
+        )
+        queued = runtime.invoke_endpoint_async(
+            EndpointName=endpoint,
+            InputLocation=write_input(places, {"echo": 2}),
+            ContentType="application/json",
+        )
+        wait_until(marker.exists, timeout=30)
+        backlog = f'ApproximateBacklogSize{{EndpointName="{endpoint}"}} 2.0'
+        wait_until(lambda: backlog in _metrics(first), timeout=10)
+        first.kill()
+    # The restarted server runs the first request again; this time it need not wait.
+    local_file(slow_input).write_text(json.dumps({"echo": 1}))
+    with running_server(tmp_path / "data", env=env):
+        for answer, echo in ((running, 1), (queued, 2)):
+            result = json.loads(read_when_written(local_file(answer["OutputLocation"]), 60))
+            assert result["echo"] == echo
+
+
+def _deploy_one_at_a_time(sm, model: str, places) -> str:
+    name = unique("cfg")
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[variant("A", model)],
+        AsyncInferenceConfig={
+            "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 1},
+            "OutputConfig": {"S3OutputPath": places["out"].as_uri()},
+        },
+    )
+    endpoint = unique("ep")
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=name)
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig=FAST_WAITER)
+    return endpoint
+
+
+def _metrics(server) -> str:
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as answer:
+        return answer.read().decode()
