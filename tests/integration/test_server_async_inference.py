@@ -3,13 +3,25 @@ failures, notifications, and requests that survive a server killed mid-way."""
 
 import base64
 import json
+import threading
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+
+with warnings.catch_warnings():
+    # The v2 SDK warns that v3 exists; v2 is what most users' code still calls.
+    warnings.simplefilter("ignore")
+    import sagemaker
+    from sagemaker.async_inference import AsyncInferenceConfig, WaiterConfig
+    from sagemaker.deserializers import JSONDeserializer
+    from sagemaker.model import Model
+    from sagemaker.predictor import Predictor
+    from sagemaker.serializers import JSONSerializer
 
 from tests.fixtures.builders import model_dir, pack
 from tests.integration.instance import wait_until
@@ -328,3 +340,51 @@ def _deploy_one_at_a_time(sm, model: str, places) -> str:
 def _metrics(server) -> str:
     with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as answer:
         return answer.read().decode()
+
+
+@pytest.mark.filterwarnings("ignore::sagemaker.deprecations.SageMakerV2DeprecationWarning")
+def test_the_sagemaker_sdk_async_predictor_gets_its_result(
+    sm, server, s3_endpoint, tmp_path, monkeypatch
+):
+    # The SDK's own S3 calls (uploading the input, polling the output) go to the same store.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    boto = boto3.Session(region_name="us-east-1", **_keys())
+    bucket = unique("sdk-bucket")
+    boto.client("s3").create_bucket(Bucket=bucket)
+    session = sagemaker.Session(
+        boto_session=boto,
+        sagemaker_client=boto.client("sagemaker", endpoint_url=server.url),
+        sagemaker_runtime_client=boto.client("sagemaker-runtime", endpoint_url=server.url),
+        default_bucket=bucket,
+    )
+    archive = pack(model_dir("slow", tmp_path / "slow"), tmp_path / "slow.tar.gz")
+    model = Model(
+        image_uri=sagemaker.image_uris.retrieve("sklearn", "us-east-1", version="1.2-1"),
+        model_data=f"file://{archive}",
+        role="arn:aws:iam::000000000000:role/SageMakerRole",
+        sagemaker_session=session,
+        predictor_cls=Predictor,
+    )
+    name = unique("sdk-async")
+    predictor = model.deploy(
+        initial_instance_count=1,
+        instance_type="ml.m5.large",
+        endpoint_name=name,
+        async_inference_config=AsyncInferenceConfig(
+            output_path=f"s3://{bucket}/out", failure_path=f"s3://{bucket}/failed"
+        ),
+        serializer=JSONSerializer(),
+        deserializer=JSONDeserializer(),
+        wait=False,
+    )
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST_WAITER)
+    response = predictor.predict_async(data={"echo": "from the sdk"})
+    result = response.get_result(WaiterConfig(max_attempts=60, delay=0.5))
+    assert result["echo"] == "from the sdk"
+    assert response.output_path.startswith(f"s3://{bucket}/out/")
+    # get_result leaves a thread polling the failure location; an object there ends it.
+    failure_key = response.failure_path.removeprefix(f"s3://{bucket}/")
+    boto.client("s3").put_object(Bucket=bucket, Key=failure_key, Body=b"")
+    for thread in threading.enumerate():
+        if "check_failure_file" in thread.name:
+            thread.join(timeout=30)
