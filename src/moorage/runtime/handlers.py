@@ -19,6 +19,7 @@ from typing import Any, Final, NamedTuple
 
 from moorage.contract import ACCEPT, CONTENT_TYPE, DEFAULT_ACCEPT
 from moorage.errors import LoadError
+from moorage.runtime import torch_defaults
 from moorage.runtime.codecs import (
     ANY,
     JSON,
@@ -114,13 +115,23 @@ class Handler:
         transform = functions.get("transform_fn")
         self._transform = None if transform is None else transform.call
         self._transform_context = transform is not None and transform.takes_context
-        self._input, self._input_context = functions.get("input_fn") or _Function(decode, False)
-        self._predict, self._predict_context = functions.get("predict_fn") or _default_predict(
-            model, functions
+        # A torch module gets the PyTorch images' defaults (tensors in, lists out).
+        torch = torch_defaults.torch_for(model)
+        self._input, self._input_context = functions.get("input_fn") or _Function(
+            decode if torch is None else torch_defaults.input_fn(torch, model), False
         )
-        self._output, self._output_context = functions.get("output_fn") or _Function(
-            self._default_output, False
-        )
+        predict = functions.get("predict_fn")
+        if predict is None:
+            predict = (
+                _default_predict(model, functions)
+                if torch is None
+                else _Function(torch_defaults.predict_fn(torch, model), False)
+            )
+        self._predict, self._predict_context = predict
+        output: Callable[[Any, str], tuple[bytes, str]] = self._default_output
+        if torch is not None:
+            output = torch_defaults.output_fn(torch, output)
+        self._output, self._output_context = functions.get("output_fn") or _Function(output, False)
 
     @classmethod
     def load(
