@@ -434,3 +434,14 @@ def test_folders_fetched_for_a_container_are_evicted_only_once_it_is_gone(
         return not os.path.exists(first["folder"])
 
     wait_until(is_evicted)
+
+
+def test_one_csv_row_is_a_batch_of_one_as_in_the_scikit_learn_image(sm, runtime, prefix):
+    endpoint = deploy(sm, str(prefix))
+    answer = runtime.invoke_endpoint(
+        EndpointName=endpoint,
+        TargetModel=model_name(3),
+        ContentType="text/csv",
+        Body=b"5.1,3.5,1.4,0.2",
+    )
+    assert json.loads(answer["Body"].read()) == [3.0]

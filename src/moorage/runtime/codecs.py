@@ -189,6 +189,20 @@ def decode(body: str | bytes, content_type: str) -> Any:
     return decoder(body, media)
 
 
+def decode_rows(body: str | bytes, content_type: str) -> Any:
+    """``decode``, as the multi-model default ``input_fn`` does (spec/TOOLKIT.md §4): a 1-D
+    array becomes one row, and JSON and CSV become float32, so that one CSV line is a batch of
+    one for ``model.predict``."""
+    data = decode(body, content_type)
+    np = _np()
+    if isinstance(data, np.ndarray):
+        if data.ndim == 1:
+            data = data.reshape(1, -1)
+        if parse_media_type(content_type).essence in TEXT_INPUT_TYPES and data.dtype.kind in "biuf":
+            data = data.astype(np.float32)
+    return data
+
+
 def encode(value: Any, media_type: str) -> bytes:
     """Encode a prediction as ``media_type`` (one of ENCODABLE), as the default ``output_fn`` does.
 

@@ -24,6 +24,7 @@ from moorage.runtime.codecs import (
     ANY,
     JSON,
     decode,
+    decode_rows,
     encode,
     encode_json,
     first_accept,
@@ -105,6 +106,7 @@ class Handler:
         *,
         default_accept: str,
         http_client_errors: bool = False,
+        multi_model: bool = False,
     ) -> None:
         """Use ``Handler.load``; this only wires up what it resolved."""
         self._model = model
@@ -117,8 +119,9 @@ class Handler:
         self._transform_context = transform is not None and transform.takes_context
         # A torch module gets the PyTorch images' defaults (tensors in, lists out).
         torch = torch_defaults.torch_for(model)
+        default_input = decode_rows if multi_model else decode
         self._input, self._input_context = functions.get("input_fn") or _Function(
-            decode if torch is None else torch_defaults.input_fn(torch, model), False
+            default_input if torch is None else torch_defaults.input_fn(torch, model), False
         )
         predict = functions.get("predict_fn")
         if predict is None:
@@ -151,7 +154,9 @@ class Handler:
         ``program`` is ``SAGEMAKER_PROGRAM`` (None: ``inference.py``, and a missing script
         means every function is a default, as in GEN; named but missing is an error).
         ``code_dir`` and ``extra_sys_path`` are put at the front of ``sys.path`` so the script's
-        sibling modules import. ``http_client_errors``: answer 415 / 406 / 400 when the default
+        sibling modules import. ``model_name`` is given for a model of a multi-model instance,
+        whose default input_fn makes a 1-D body one row. ``http_client_errors``: answer 415 /
+        406 / 400 when the default
         functions cannot handle a request, instead of the toolkits' 500.
         Raises LoadError (UserCodeFailed when user code raised).
         """
@@ -191,6 +196,7 @@ class Handler:
             functions,
             default_accept=default_accept,
             http_client_errors=http_client_errors,
+            multi_model=model_name is not None,
         )
 
     @property

@@ -200,3 +200,13 @@ def test_first_accept_labels_with_the_first_entry(accept, expected):
 )
 def test_prepare_input_gives_str_for_json_and_csv_only(content_type, expected):
     assert codecs.prepare_input(b"[1]", content_type) == expected
+
+
+def test_multi_model_decoding_makes_one_row_a_batch_of_float32():
+    from moorage.runtime.codecs import decode_rows
+
+    row = decode_rows("1,2,3", "text/csv")
+    assert row.shape == (1, 3)
+    assert row.dtype == np.float32
+    assert decode_rows("[[1, 2], [3, 4]]", "application/json").shape == (2, 2)
+    assert decode_rows("[1, 2]", "application/json").dtype == np.float32
