@@ -156,8 +156,8 @@ class Handler:
         ``code_dir`` and ``extra_sys_path`` are put at the front of ``sys.path`` so the script's
         sibling modules import. ``model_name`` is given for a model of a multi-model instance,
         whose default input_fn makes a 1-D body one row. ``http_client_errors``: answer 415 /
-        406 / 400 when the default
-        functions cannot handle a request, instead of the toolkits' 500.
+        406 / 400 when the default functions cannot handle a request, instead of the toolkits'
+        500.
         Raises LoadError (UserCodeFailed when user code raised).
         """
         paths = [code_dir, *extra_sys_path] if code_dir is not None else [*extra_sys_path]
