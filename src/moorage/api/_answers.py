@@ -59,9 +59,10 @@ class Answers:
             if 200 <= answer.status < 300:
                 result.set_result(self.success(answer, variant.name))
                 # Successful invocations only: a capture line has no room for an error, and
-                # Model Monitor would take the error's body for a prediction.
+                # Model Monitor would take the error's body for a prediction. A streamed answer
+                # is not captured: it is still arriving.
                 capture = variant.capture
-                if capture is not None:
+                if capture is not None and answer.stream is None:
                     capture.record(headers, body, answer)
                 return
             status, text = answer.status, bytes(answer.body).decode("utf-8", "replace")
@@ -120,7 +121,7 @@ class Answers:
         for name, value in answer.headers:
             if name in RELAYED_RESPONSE_HEADERS:
                 headers.append((name, value))
-        return Response(200, answer.body, headers)
+        return Response(200, answer.body, headers, stream=answer.stream)
 
     def model_error(
         self, endpoint: str, variant: str, instance: InstanceRoute, status: int, text: str

@@ -5,6 +5,7 @@ framing is a prelude, string headers, the payload and two CRC32s. The tests deco
 writes with botocore's own parser.
 """
 
+import json
 import struct
 import zlib
 from typing import Final
@@ -15,7 +16,7 @@ PART_BYTES: Final = 1024 * 1024
 _STRING: Final = 7
 
 
-def message(headers: list[tuple[str, str]], payload: bytes | memoryview) -> bytes:
+def message_of(headers: list[tuple[str, str]], payload: bytes | memoryview) -> bytes:
     encoded = b"".join(_header(name, value) for name, value in headers)
     total = 12 + len(encoded) + len(payload) + 4
     prelude = struct.pack(">II", total, len(encoded))
@@ -28,9 +29,21 @@ def payload_parts(body: bytes | memoryview) -> bytes:
     """``body`` as PayloadPart events, which boto3 yields as ``{"PayloadPart": {"Bytes": …}}``."""
     view = memoryview(body)
     return b"".join(
-        message(_PAYLOAD_PART, view[start : start + PART_BYTES])
+        message_of(_PAYLOAD_PART, view[start : start + PART_BYTES])
         for start in range(0, len(view), PART_BYTES)
     )
+
+
+def stream_error(kind: str, message: str, error_code: str | None = None) -> bytes:
+    """An exception event: ``kind`` ModelStreamError (with ``error_code``) or
+    InternalStreamFailure, which boto3 raises as EventStreamError while iterating."""
+    payload = {"Message": message, **({"ErrorCode": error_code} if error_code else {})}
+    headers = [
+        (":message-type", "exception"),
+        (":exception-type", kind),
+        (":content-type", "application/json"),
+    ]
+    return message_of(headers, json.dumps(payload).encode())
 
 
 def _header(name: str, value: str) -> bytes:

@@ -7,7 +7,7 @@ futures instead of creating tasks. Header mapping is spec/API.md §6.1 both ways
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Final
 
@@ -25,7 +25,13 @@ from moorage.contract import (
 )
 from moorage.errors import MoorageError
 from moorage.http import Request, Response
-from moorage.http.client import ClientResponse, UpstreamConnectError
+from moorage.http.client import (
+    BodyStream,
+    ClientResponse,
+    UpstreamClosed,
+    UpstreamConnectError,
+    UpstreamTimeout,
+)
 from moorage.routing import (
     EndpointRoute,
     InstanceRoute,
@@ -67,7 +73,11 @@ class RuntimeApi:
             loader, self._answers, timeout_s=timeout_s, load_wait_s=load_wait_s
         )
 
-    def invoke(self, request: Request, endpoint: str) -> "Response | asyncio.Future[Response]":
+    def invoke(
+        self, request: Request, endpoint: str, stream: bool = False
+    ) -> "Response | asyncio.Future[Response]":
+        """InvokeEndpoint; ``stream``: a bring-your-own server's answer comes back as it is
+        written (``Response.stream``), for InvokeEndpointWithResponseStream."""
         started = time.perf_counter()
         route = self._table.get(endpoint)
         if route is None:
@@ -103,7 +113,9 @@ class RuntimeApi:
             return _no_instance(endpoint)
         forwarded = [(name, value) for name, value in headers.items() if name in _FORWARDED]
         result = self._loop.create_future()
-        self._send(result, route, variant, instance, forwarded, request.parts, started, True)
+        self._send(
+            result, route, variant, instance, forwarded, request.parts, started, True, stream
+        )
         return result
 
     def invoke_stream(
@@ -112,8 +124,8 @@ class RuntimeApi:
         """InvokeEndpointWithResponseStream: an invocation whose answer goes back as event-stream
         PayloadParts (spec/API.md §6.3). Errors before the first byte are ordinary responses.
 
-        The instance's answer is relayed once complete: the built-in runtime answers whole, and
-        a bring-your-own server's chunks are not yet relayed as they arrive.
+        A bring-your-own server's answer is relayed as it writes it, one PayloadPart per piece
+        read; the built-in runtime answers whole, so its answer is one piece.
         """
         route = self._table.get(endpoint)
         if route is not None and route.is_multi_model:
@@ -126,7 +138,7 @@ class RuntimeApi:
         headers = request.headers
         if STREAM_ACCEPT in headers:
             headers[ACCEPT] = headers.pop(STREAM_ACCEPT)
-        answer = self.invoke(request, endpoint)
+        answer = self.invoke(request, endpoint, stream=True)
         if isinstance(answer, Response):
             return _as_stream(answer)
         streamed: asyncio.Future[Response] = self._loop.create_future()
@@ -250,14 +262,15 @@ class RuntimeApi:
         body: Sequence[bytes | memoryview],
         started: float,
         may_retry: bool,
+        stream: bool = False,
     ) -> None:
         instance.outstanding += 1
         sent = time.perf_counter()
-        upstream = instance.invoke(None, headers, body, self._timeout_s)
+        upstream = instance.invoke(None, headers, body, self._timeout_s, stream)
         upstream.add_done_callback(
             partial(
                 self._on_answer, result, route, variant, instance, headers, body, started, sent,
-                may_retry,
+                may_retry, stream,
             )
         )  # fmt: skip
 
@@ -272,17 +285,21 @@ class RuntimeApi:
         started: float,
         sent: float,
         may_retry: bool,
+        stream: bool,
         upstream: "asyncio.Future[ClientResponse]",
     ) -> None:
         instance.outstanding -= 1
         if result.done():
+            if not upstream.cancelled() and upstream.exception() is None:
+                if (unread := upstream.result().stream) is not None:
+                    unread.close()
             return
         if may_retry and isinstance(upstream.exception(), UpstreamConnectError):
             # Nothing reached the instance (it just died or is being replaced): another
             # instance of the same variant may take the request.
             other = _another(variant, instance)
             if other is not None:
-                self._send(result, route, variant, other, headers, body, started, False)
+                self._send(result, route, variant, other, headers, body, started, False, stream)
                 return
         self._answers.settle(
             result, route.name, variant, instance, upstream, started, sent, headers, body
@@ -308,7 +325,34 @@ def _as_stream(answer: Response) -> Response:
     headers = [("Content-Type", eventstream.CONTENT_TYPE)]
     for name, value in answer.headers:
         headers.append((STREAM_CONTENT_TYPE if name.lower() == CONTENT_TYPE else name, value))
+    if answer.stream is not None:
+        return Response(200, b"", headers, stream=_events(answer.stream))
     return Response(200, eventstream.payload_parts(answer.body), headers)
+
+
+async def _events(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The pieces of a streamed answer as PayloadParts; a failure after the first byte as the
+    error event SageMaker sends then (spec/API.md §6.3)."""
+    try:
+        async for piece in body:
+            yield eventstream.payload_parts(piece)
+    except UpstreamTimeout:
+        yield eventstream.stream_error(
+            "ModelStreamError",
+            "The model did not send the rest of its answer in time.",
+            "ModelInvocationTimeExceeded",
+        )
+    except UpstreamClosed:
+        yield eventstream.stream_error(
+            "ModelStreamError",
+            "The connection to the model broke before its answer was complete.",
+            "StreamBroken",
+        )
+    except Exception as exc:
+        yield eventstream.stream_error("InternalStreamFailure", f"The stream failed: {exc}")
+    finally:
+        if isinstance(body, BodyStream):
+            body.close()
 
 
 def _relay_as_stream(

@@ -7,6 +7,7 @@ nothing of SageMaker.
 """
 
 from moorage.http.client import (
+    BodyStream,
     ClientResponse,
     ConnectionPool,
     UpstreamClosed,
@@ -18,6 +19,7 @@ from moorage.http.messages import Request, Response
 from moorage.http.server import Handler, HttpServer, Limits
 
 __all__ = [
+    "BodyStream",
     "ClientResponse",
     "ConnectionPool",
     "Handler",

@@ -9,7 +9,9 @@ request (PERFORMANCE.md). What it does, and no more:
 - one request in flight per connection, never pipelined;
 - response bodies by Content-Length, chunked, or until the server closes (HTTP/1.0); none for
   HEAD, 204 and 304; 1xx interim responses are skipped; ``Connection: close`` is honoured;
-- one sweeper timer per pool enforces deadlines and idle expiry, instead of a timer per request.
+- one sweeper timer per pool enforces deadlines and idle expiry, instead of a timer per request;
+- on request, a 2xx body as it arrives (``stream=True``: a :class:`BodyStream`), for relaying
+  a streamed answer; the timeout then bounds the wait for each piece.
 
 Failures are :class:`~moorage.errors.InstanceUnavailable` subclasses that say whether the
 request can have reached the instance (see :class:`UpstreamError`).
@@ -66,6 +68,8 @@ class ClientResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes | memoryview
+    # Streamed 2xx answers only: the body, still arriving (``body`` is then empty).
+    stream: "BodyStream | None" = None
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower-case), or None."""
@@ -75,10 +79,71 @@ class ClientResponse:
         return None
 
 
+class BodyStream:
+    """A response body as it arrives, read with ``async for``. Ends with the body, or raises
+    the :class:`UpstreamError` that broke it; ``close()`` gives up on the rest."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._parts: deque[bytes] = deque()
+        self._size = 0
+        self._end: BaseException | None = None  # StopAsyncIteration once complete
+        self._waiter: asyncio.Future[None] | None = None
+        self._connection: _Connection | None = None
+
+    def __aiter__(self) -> "BodyStream":
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._parts:
+            if self._end is not None:
+                raise self._end
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        part = self._parts.popleft()
+        self._size -= len(part)
+        if self._size <= _STREAM_LOW_WATER and self._connection is not None:
+            self._connection.resume_stream()
+        return part
+
+    def close(self) -> None:
+        """Stop reading: the connection is dropped if the body is not complete."""
+        if self._end is None:
+            self._end = StopAsyncIteration()
+            if self._connection is not None:
+                self._connection.abandon_stream()
+        self._parts.clear()
+
+    # for the connection
+
+    def feed(self, data: bytes) -> bool:
+        """Add a piece; False when the reader is behind and reading should pause."""
+        if self._end is None:
+            self._parts.append(data)
+            self._size += len(data)
+            self._wake()
+        return self._size < _STREAM_HIGH_WATER
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self._end is None:
+            self._end = error if error is not None else StopAsyncIteration()
+            self._connection = None
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+# A streamed body's reader may fall this far behind before the connection stops reading.
+_STREAM_HIGH_WATER = 1024 * 1024
+_STREAM_LOW_WATER = 256 * 1024
+
+
 class _Pending:
     """One request: its bytes (kept until answered, for the stale-connection retry) and future."""
 
-    __slots__ = ("body", "data", "deadline", "future", "is_head", "is_retry", "timeout")
+    __slots__ = ("body", "data", "deadline", "future", "is_head", "is_retry", "stream", "timeout")
 
     def __init__(
         self,
@@ -94,6 +159,7 @@ class _Pending:
         self.deadline = 0.0
         self.is_head = False
         self.is_retry = False
+        self.stream: BodyStream | None = None  # set for a streamed request
 
     def fail(self, exc: BaseException) -> None:
         if not self.future.done():
@@ -114,6 +180,7 @@ class _Connection(asyncio.Protocol):
         "_pool",
         "_received",
         "_status",
+        "_streaming",
         "_used",
         "idle_since",
         "is_reused",
@@ -140,6 +207,8 @@ class _Connection(asyncio.Protocol):
         self._keep_alive = False
         self._received = False
         self._status = 0
+        # The body of a streamed 2xx answer goes here, not to _body, once its headers are in.
+        self._streaming: BodyStream | None = None
 
     def send(self, pending: _Pending) -> None:
         transport = self.transport
@@ -188,6 +257,12 @@ class _Connection(asyncio.Protocol):
         self.transport = None
         pending = self.pending
         self.pending = None
+        stream = self._streaming
+        if stream is not None:
+            self._streaming = None
+            ends_at_close = exc is None and pending is not None and self._reads_until_close(pending)
+            broken = UpstreamClosed(f"{self._pool.name} broke off a streamed body")
+            stream.finish(None if ends_at_close else broken)
         if pending is not None and not pending.future.done():
             self._settle(pending, exc)
         self._pool.forget(self)
@@ -229,9 +304,32 @@ class _Connection(asyncio.Protocol):
             self._is_complete = True
             self._keep_alive = self.parser.should_keep_alive()
             raise _HeadResponseDone
+        if pending is None or pending.stream is None or pending.future.done():
+            return
+        if 200 <= self._status < 300:
+            stream = self._streaming = pending.stream
+            stream._connection = self
+            pending.future.set_result(ClientResponse(self._status, self._headers, b"", stream))
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        stream = self._streaming
+        if stream is None:
+            self._body.append(body)
+            return
+        pending = self.pending
+        if pending is not None:
+            # For a stream the timeout bounds the wait for each piece, not the whole body.
+            pending.deadline = self._pool.now() + pending.timeout
+        if not stream.feed(body) and self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_stream(self) -> None:
+        if self.transport is not None and self._streaming is not None:
+            self.transport.resume_reading()
+
+    def abandon_stream(self) -> None:
+        if self._streaming is not None:
+            self._fail(UpstreamClosed("the reader of the streamed body went away"))
 
     def on_message_complete(self) -> None:
         if self._status < 200:
@@ -256,11 +354,14 @@ class _Connection(asyncio.Protocol):
     def _finish(self) -> None:
         pending = self.pending
         assert pending is not None
+        stream = self._streaming
         response = self._response()
         keep_alive = self._keep_alive
         self.pending = None
         self._reset()
-        if not pending.future.done():
+        if stream is not None:
+            stream.finish()
+        elif not pending.future.done():
             pending.future.set_result(response)
         if keep_alive:
             self._pool.release(self)
@@ -272,6 +373,9 @@ class _Connection(asyncio.Protocol):
         self.pending = None
         if pending is not None:
             pending.fail(exc)
+        if self._streaming is not None:
+            self._streaming.finish(exc)
+            self._streaming = None
         self.abort()
 
     def expire(self, now: float) -> None:
@@ -279,7 +383,7 @@ class _Connection(asyncio.Protocol):
         pending = self.pending
         if pending is None:
             return
-        if pending.future.done():
+        if pending.future.done() and self._streaming is None:
             # The caller gave up (cancelled): an answer would only delay the next request.
             self._fail(UpstreamClosed("cancelled"))
         elif pending.deadline <= now:
@@ -354,10 +458,13 @@ class ConnectionPool:
         body: bytes | Sequence[bytes | memoryview],
         *,
         timeout: float,
+        stream: bool = False,
     ) -> "asyncio.Future[ClientResponse]":
         """Send one request; the future fails with an :class:`UpstreamError` subclass.
 
-        ``timeout`` covers all of it: waiting for a connection, sending, and the full response.
+        ``timeout`` covers all of it: waiting for a connection, sending, and the full response
+        (with ``stream``, a 2xx answer is given at its headers, its body in ``stream``, and the
+        timeout then bounds the wait for each piece of it).
         ``path`` must be a valid request target; ``headers`` must be valid header lines without
         Host, Content-Length, Transfer-Encoding or Connection: the pool writes those. A future,
         not a coroutine, so a caller can chain it without creating a task.
@@ -376,6 +483,8 @@ class ConnectionPool:
             pending = _Pending(future, head, parts, timeout)
         pending.deadline = self._loop.time() + timeout
         pending.is_head = method == "HEAD"
+        if stream:
+            pending.stream = BodyStream(self._loop)
         if self._idle:
             self._idle.pop().send(pending)
         elif self._count < self._max:
@@ -410,6 +519,9 @@ class ConnectionPool:
             await self._all_lost
 
     # for connections
+
+    def now(self) -> float:
+        return self._loop.time()
 
     def release(self, connection: _Connection) -> None:
         """A connection finished a request and may take the next one."""

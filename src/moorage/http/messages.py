@@ -1,6 +1,6 @@
 """Requests and responses as the HTTP server hands them to a handler."""
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 
@@ -54,6 +54,9 @@ class Response:
     status: int
     body: bytes | memoryview = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # A body written as it is produced (chunked), instead of ``body``; closed if the client
+    # goes away first.
+    stream: AsyncIterator[bytes] | None = None
 
     @classmethod
     def text(cls, status: int, message: str) -> "Response":

@@ -7,7 +7,9 @@ server, and does: keep-alive, pipelining (answers in order), chunked request bod
 ``read_timeout``), idle keep-alive expiry, and write back-pressure.
 
 A handler gets a complete :class:`Request` and returns a :class:`Response` or a future of one;
-returning a future (not a coroutine) lets a dispatcher answer without creating a task.
+returning a future (not a coroutine) lets a dispatcher answer without creating a task. A
+response with a ``stream`` is written with chunked encoding as the stream yields, honouring
+write back-pressure; pipelined requests wait for it to end.
 
 A body of known length above ``_STREAM_MIN`` is read by the kernel straight into one buffer of
 its size (the server's :data:`BodySink` may lend one, e.g. in shared memory), bypassing the
@@ -24,7 +26,7 @@ import math
 import os
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import cast
@@ -103,7 +105,9 @@ class _Connection(asyncio.Protocol):
         "_rejection",
         "_server",
         "_sink",
+        "_stream_task",
         "_url",
+        "_writable",
         "_write_paused",
         "deadline",
         "parser",
@@ -121,6 +125,8 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._reading_paused = False
         self._rejection: Response | None = None
+        self._stream_task: asyncio.Task[None] | None = None
+        self._writable: asyncio.Future[None] | None = None  # a stream waits on it while paused
         self._reset_message()
         self.deadline = math.inf
 
@@ -149,6 +155,8 @@ class _Connection(asyncio.Protocol):
         self._queue.clear()
         self._reset_message()  # gives back a body buffer lent by the sink
         self.transport = None
+        if self._stream_task is not None:
+            self._stream_task.cancel()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -156,6 +164,8 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
         if len(self._queue) < self._server.limits.max_pipelined:
             self._resume_reading()
 
@@ -191,7 +201,10 @@ class _Connection(asyncio.Protocol):
             self._complete(self._keep_alive)
 
     def eof_received(self) -> bool | None:
-        # A half-closed client may still read the answers to what it sent.
+        # A half-closed client may still read the answers to what it sent; but one that stops
+        # sending in the middle of a streamed answer has gone, and the stream should stop.
+        if self._stream_task is not None:
+            return None
         return True if self._busy or self._queue else None
 
     # httptools callbacks
@@ -287,6 +300,9 @@ class _Connection(asyncio.Protocol):
                 self._current_keep_alive = keep_alive
                 result.add_done_callback(self._on_result)
                 return
+            if result.stream is not None:
+                self._start_stream(result, keep_alive)
+                return
             self._write(result, keep_alive)
             if self._closing or not self._queue:
                 return
@@ -302,19 +318,86 @@ class _Connection(asyncio.Protocol):
         else:
             response = future.result()
         if self._closing:
+            if response.stream is not None:
+                _close_later(response.stream)
+            return
+        if response.stream is not None:
+            self._start_stream(response, self._current_keep_alive)
             return
         self._write(response, self._current_keep_alive)
+        self._next()
+
+    def _next(self) -> None:
+        """The answer is out: go on with the next pipelined request."""
         if self._queue and not self._closing:
             request, keep_alive = self._queue.popleft()
             if not self._write_paused:
                 self._resume_reading()
             self._dispatch(request, keep_alive)
 
+    def _start_stream(self, response: Response, keep_alive: bool) -> None:
+        assert response.stream is not None
+        self._busy = True
+        self._write_head(response, b"transfer-encoding: chunked\r\n", keep_alive)
+        self._stream_task = self._server.loop.create_task(self._pump(response.stream, keep_alive))
+
+    async def _pump(self, stream: AsyncIterator[bytes], keep_alive: bool) -> None:
+        completed = False
+        try:
+            async for chunk in stream:
+                transport = self.transport
+                if transport is None:
+                    break
+                if chunk:
+                    transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                if self._write_paused:
+                    self._writable = self._server.loop.create_future()
+                    await self._writable
+            else:
+                completed = True
+        except asyncio.CancelledError:
+            pass  # the client went away
+        except Exception:
+            log.exception("a streamed response failed")
+        finally:
+            self._stream_task = None
+            await _close(stream)
+        transport = self.transport
+        if transport is None:
+            return
+        if not completed:
+            # The body is cut short: the client must not take it for a whole one.
+            self._closing = True
+            transport.abort()
+            return
+        transport.write(b"0\r\n\r\n")
+        self._busy = False
+        self._after_write(transport, keep_alive)
+        self._next()
+
     def _write(self, response: Response, keep_alive: bool) -> None:
         transport = self.transport
         if transport is None:
             return
         body = response.body
+        parts = self._head(response, b"content-length: %d\r\n" % len(body), keep_alive)
+        if len(body) <= _JOIN_LIMIT:
+            parts.append(body)
+            transport.write(b"".join(parts))
+        else:
+            transport.write(b"".join(parts))
+            # Written from the body's own buffer, not a copy: a view of a lent buffer keeps it
+            # lent until the transport has written it all (``contract.arena``).
+            transport.write(body)
+        self._after_write(transport, keep_alive)
+
+    def _write_head(self, response: Response, framing: bytes, keep_alive: bool) -> None:
+        if self.transport is not None:
+            self.transport.write(b"".join(self._head(response, framing, keep_alive)))
+
+    @staticmethod
+    def _head(response: Response, framing: bytes, keep_alive: bool) -> list[bytes | memoryview]:
+        """The status line and headers, ``framing`` (the body's length or chunked) among them."""
         parts: list[bytes | memoryview] = [
             _STATUS_LINES.get(response.status) or _status_line(response.status)
         ]
@@ -325,18 +408,13 @@ class _Connection(asyncio.Protocol):
                 if len(_HEADER_LINES) < _HEADER_CACHE_SIZE:
                     _HEADER_LINES[header] = line
             parts.append(line)
-        parts.append(b"content-length: %d\r\n" % len(body))
+        parts.append(framing)
         if not keep_alive:
             parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")
-        if len(body) <= _JOIN_LIMIT:
-            parts.append(body)
-            transport.write(b"".join(parts))
-        else:
-            transport.write(b"".join(parts))
-            # Written from the body's own buffer, not a copy: a view of a lent buffer keeps it
-            # lent until the transport has written it all (``contract.arena``).
-            transport.write(body)
+        return parts
+
+    def _after_write(self, transport: asyncio.Transport, keep_alive: bool) -> None:
         if not keep_alive:
             self._closing = True
             transport.close()
@@ -407,6 +485,23 @@ class _BodyReader(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._connection.resume_writing()
+
+
+async def _close(stream: AsyncIterator[bytes]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
+
+
+_closing_streams: set["asyncio.Task[None]"] = set()
+
+
+def _close_later(stream: AsyncIterator[bytes]) -> None:
+    """Close a stream nobody will read (its client is gone) without awaiting it here."""
+    task = asyncio.ensure_future(_close(stream))
+    _closing_streams.add(task)
+    task.add_done_callback(_closing_streams.discard)
 
 
 def _too_large(limit: int) -> str:

@@ -52,15 +52,20 @@ class InstanceRoute:
         headers: Sequence[tuple[str, str]],
         body: Sequence[bytes | memoryview],
         timeout: float,
+        stream: bool = False,
     ) -> "asyncio.Future[ClientResponse]":
-        """Send an invocation straight to a worker where one is connected, else to the front."""
+        """Send an invocation straight to a worker where one is connected, else to the front.
+
+        ``stream``: a 2xx answer over HTTP comes back at its headers, its body as it arrives
+        (workers answer whole, so theirs is complete either way).
+        """
         channels = self._channels(model_key)
         if channels is not None:
             channel = channels.pick()
             if channel is not None:
                 return channels.request(channel, headers, model_key, body, timeout)
         path = "/invocations" if model_key is None else f"/models/{model_key}/invoke"
-        return self.pool.request("POST", path, headers, body, timeout=timeout)
+        return self.pool.request("POST", path, headers, body, timeout=timeout, stream=stream)
 
     async def connect_workers(self, model_key: str | None = None) -> None:
         """Open direct connections to the workers listening now, so the next request uses one."""
