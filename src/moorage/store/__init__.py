@@ -1,11 +1,11 @@
 """Persistence of the control plane: SQLAlchemy Core tables, versioned migrations, and one
 repository per resource (``Store.models``, ``.endpoint_configs``, ``.endpoints``, ``.tags``,
-``.async_invocations``).
+``.async_invocations``, ``.transform_jobs``).
 
 Owns the SQL and every SQLite/PostgreSQL difference (all in ``_engine``). Synchronous: the
-server calls it through ``asyncio.to_thread``. An endpoint's status changes only through
-``Endpoints.set_status``, a compare-and-set. Must not import anything above ``domain`` and
-``errors``, nor know wire shapes beyond storing the documents ``api`` hands it.
+server calls it through ``asyncio.to_thread``. Statuses change only through compare-and-sets:
+``Endpoints.set_status`` and ``TransformJobs.set_status``. Must not import anything above
+``domain`` and ``errors``, nor know wire shapes beyond storing the documents ``api`` hands it.
 """
 
 from moorage.store._migrations import SchemaTooNew
@@ -24,6 +24,7 @@ from moorage.store.records import (
     Tag,
 )
 from moorage.store.tags import Tags
+from moorage.store.transform_jobs import TransformJobRecord, TransformJobs
 
 __all__ = [
     "AlreadyExists",
@@ -44,5 +45,7 @@ __all__ = [
     "Store",
     "Tag",
     "Tags",
+    "TransformJobRecord",
+    "TransformJobs",
     "open_store",
 ]

@@ -85,7 +85,31 @@ _V3_ASYNC_INVOCATIONS: Final = _sql(
     "CREATE INDEX ix_async_invocations_endpoint ON async_invocations (endpoint_key, received_ms)",
 )
 
-STEPS: Final[Sequence[Step]] = (_V1_TABLES, _V2_LISTING_INDEXES, _V3_ASYNC_INVOCATIONS)
+_V4_TRANSFORM_JOBS: Final = _sql(
+    """CREATE TABLE transform_jobs (
+        name_key VARCHAR(63) NOT NULL PRIMARY KEY,
+        name VARCHAR(63) NOT NULL,
+        arn VARCHAR(256) NOT NULL,
+        status VARCHAR(32) NOT NULL,
+        failure_reason TEXT,
+        creation_time_ms BIGINT NOT NULL,
+        last_modified_time_ms BIGINT NOT NULL,
+        start_time_ms BIGINT,
+        end_time_ms BIGINT,
+        lease_owner VARCHAR(36),
+        lease_until_ms BIGINT,
+        document JSON NOT NULL
+    )""",
+    "CREATE INDEX ix_transform_jobs_creation_time ON transform_jobs (creation_time_ms)",
+    "CREATE INDEX ix_transform_jobs_status ON transform_jobs (status)",
+)
+
+STEPS: Final[Sequence[Step]] = (
+    _V1_TABLES,
+    _V2_LISTING_INDEXES,
+    _V3_ASYNC_INVOCATIONS,
+    _V4_TRANSFORM_JOBS,
+)
 
 _VERSION_TABLE: Final = """CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL PRIMARY KEY,

@@ -71,6 +71,25 @@ async_invocations: Final = sa.Table(
     sa.Column("request", sa.JSON, nullable=False),
 )
 
+# Transform jobs: the CreateTransformJob input (and the model it runs, as of then) in
+# ``document``; ``lease_*`` say which server runs an InProgress job, until when unless renewed.
+transform_jobs: Final = sa.Table(
+    "transform_jobs",
+    metadata,
+    sa.Column("name_key", _NAME, primary_key=True),
+    sa.Column("name", _NAME, nullable=False),
+    sa.Column("arn", _ARN, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("failure_reason", sa.Text, nullable=True),
+    sa.Column("creation_time_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_modified_time_ms", sa.BigInteger, nullable=False),
+    sa.Column("start_time_ms", sa.BigInteger, nullable=True),
+    sa.Column("end_time_ms", sa.BigInteger, nullable=True),
+    sa.Column("lease_owner", sa.String(36), nullable=True),
+    sa.Column("lease_until_ms", sa.BigInteger, nullable=True),
+    sa.Column("document", sa.JSON, nullable=False),
+)
+
 schema_version: Final = sa.Table(
     "schema_version",
     metadata,

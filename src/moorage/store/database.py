@@ -11,6 +11,7 @@ from moorage.store.documents import Documents
 from moorage.store.endpoints import Endpoints
 from moorage.store.records import EndpointConfigRecord, ModelRecord
 from moorage.store.tags import Tags
+from moorage.store.transform_jobs import TransformJobs
 
 
 class Store:
@@ -27,6 +28,7 @@ class Store:
         self.endpoints = Endpoints(db)
         self.tags = Tags(db)
         self.async_invocations = AsyncInvocations(db)
+        self.transform_jobs = TransformJobs(db)
 
     def close(self) -> None:
         """Close every pooled connection."""

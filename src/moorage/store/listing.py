@@ -18,7 +18,7 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from moorage.domain import EndpointStatus
+from moorage.domain import EndpointStatus, TransformJobStatus
 from moorage.errors import ValidationError
 from moorage.store._times import to_ms
 
@@ -28,7 +28,7 @@ _INVALID_TOKEN: Final = (
 
 
 class SortBy(StrEnum):
-    """``SortBy`` of List*; ``STATUS`` for endpoints only."""
+    """``SortBy`` of List*; ``STATUS`` for endpoints and jobs only."""
 
     NAME = "Name"
     CREATION_TIME = "CreationTime"
@@ -45,7 +45,8 @@ class ListQuery:
     """One List* request. Time bounds are exclusive; ``name_contains`` ignores case.
 
     The ``last_modified_*`` bounds, ``status_equals`` and ``SortBy.STATUS`` apply to endpoints
-    only. Defaults are SageMaker's, but the API layer should pass what the caller sent.
+    and transform jobs only. Defaults are SageMaker's, but the API layer should pass what the
+    caller sent.
     """
 
     name_contains: str | None = None
@@ -53,7 +54,7 @@ class ListQuery:
     creation_time_after: datetime | None = None
     last_modified_before: datetime | None = None
     last_modified_after: datetime | None = None
-    status_equals: EndpointStatus | None = None
+    status_equals: EndpointStatus | TransformJobStatus | None = None
     sort_by: SortBy = SortBy.CREATION_TIME
     sort_order: SortOrder = SortOrder.DESCENDING
     max_results: int = 10

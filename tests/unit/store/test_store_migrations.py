@@ -38,8 +38,8 @@ def _inspect(url, what):
 
 def test_a_fresh_database_gets_every_step(url):
     with open_store(url) as store:
-        assert store.schema_version == len(STEPS) == 3
-    assert _versions(url) == [(1,), (2,), (3,)]
+        assert store.schema_version == len(STEPS) == 4
+    assert _versions(url) == [(1,), (2,), (3,), (4,)]
 
 
 def test_migrated_tables_have_the_columns_the_code_queries(url):
@@ -64,9 +64,9 @@ def test_reopening_applies_nothing_and_keeps_the_data(url):
     with open_store(url) as store:
         store.models.create("m", arn_of(ResourceKind.MODEL, "m"), {"ModelName": "m"}, T0)
     with open_store(url) as store:
-        assert store.schema_version == 3
+        assert store.schema_version == 4
         assert store.models.get("m") is not None
-    assert _versions(url) == [(1,), (2,), (3,)]
+    assert _versions(url) == [(1,), (2,), (3,), (4,)]
 
 
 def test_a_version_one_database_is_upgraded_with_its_data(url):
@@ -78,7 +78,7 @@ def test_a_version_one_database_is_upgraded_with_its_data(url):
         i["name"] for i in _inspect(url, lambda inspector: inspector.get_indexes("models"))
     }
     with open_store(url) as store:
-        assert store.schema_version == 3
+        assert store.schema_version == 4
         assert store.models.get("M").document == {"ModelName": "m"}
     indexes = _inspect(url, lambda inspector: inspector.get_indexes("endpoints"))
     assert {i["name"] for i in indexes} == {"ix_endpoints_creation_time", "ix_endpoints_status"}
@@ -88,9 +88,9 @@ def test_a_database_newer_than_the_code_is_refused(url):
     db = create_database(url)
     migrate(db, [*STEPS, lambda conn: None])
     db.close()
-    with pytest.raises(SchemaTooNew, match="schema version 4, but this moorage knows versions up"):
+    with pytest.raises(SchemaTooNew, match="schema version 5, but this moorage knows versions up"):
         open_store(url)
-    assert _versions(url) == [(1,), (2,), (3,), (4,)]
+    assert _versions(url) == [(1,), (2,), (3,), (4,), (5,)]
 
 
 def test_an_older_code_refuses_a_database_it_did_not_migrate(url):
@@ -116,7 +116,7 @@ def test_a_failing_step_leaves_the_database_as_it_was(url):
             migrate(db, [*STEPS, broken])
     finally:
         db.close()
-    assert _versions(url) == [(1,), (2,), (3,)]
+    assert _versions(url) == [(1,), (2,), (3,), (4,)]
     assert "half_done" not in _inspect(url, lambda inspector: inspector.get_table_names())
 
 
