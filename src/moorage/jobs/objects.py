@@ -1,4 +1,5 @@
-"""Reading an asynchronous request's input, and telling SNS topics of its outcome.
+"""Reading an asynchronous request's input or a transform job's, listing S3 keys, and telling SNS
+topics of an outcome.
 
 S3 and SNS are reached with boto3's default session, so the usual AWS settings
 (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_SNS``, profiles, the credentials chain) apply, as
@@ -43,6 +44,14 @@ def read(uri: str) -> bytes:
             body.close()
     path = Path(url2pathname(urlsplit(uri).path)) if uri.startswith("file://") else Path(uri)
     return path.read_bytes()
+
+
+def s3_keys(bucket: str, prefix: str) -> list[str]:
+    """The keys in ``bucket`` that start with ``prefix``, in key order."""
+    pages = (
+        _client("s3", None).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    )
+    return [str(item["Key"]) for page in pages for item in page.get("Contents", [])]
 
 
 def publish(topic_arn: str, message: str) -> None:
