@@ -36,6 +36,9 @@ class ServerConfig:
     # Asynchronous inference: a server that dies gives up the requests it was running this
     # long after its last renewal, and they run again (seconds).
     async_lease_s: float = 30.0
+    # Transform jobs: a server that dies gives up the jobs it was running this long after its
+    # last renewal, and they run again from the start (seconds).
+    transform_lease_s: float = 30.0
     # Data capture: captured invocations are written out at least this often (seconds).
     capture_flush_s: float = 5.0
     # Memory each multi-model instance may fill with models; None: from the instance type.
@@ -63,6 +66,11 @@ class ServerConfig:
     @property
     def instances_dir(self) -> Path:
         return self.data_dir / "instances"
+
+    @property
+    def transform_dir(self) -> Path:
+        """Where transform jobs stage their outputs until the job is done."""
+        return self.data_dir / "transform"
 
     @property
     def cache_dir(self) -> Path:
@@ -120,6 +128,7 @@ def load_server_config(
         model_load_timeout_s=_number(env, "MOORAGE_MODEL_LOAD_TIMEOUT", 360.0),
         serverless_idle_s=_number(env, "MOORAGE_SERVERLESS_IDLE", 300.0),
         async_lease_s=_number(env, "MOORAGE_ASYNC_LEASE", 30.0),
+        transform_lease_s=_number(env, "MOORAGE_TRANSFORM_LEASE", 30.0),
         capture_flush_s=_number(env, "MOORAGE_CAPTURE_FLUSH_INTERVAL", 5.0),
         memory_budget_mb=int(_number(env, "MOORAGE_MEMORY_BUDGET_MB", 0)) or None,
         model_cache_mb=_megabytes(env, "MOORAGE_MODEL_CACHE_MB"),

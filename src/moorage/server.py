@@ -23,10 +23,11 @@ from moorage.config import ServerConfig
 from moorage.contract.arena import Arena, keep_trimmed, private_folder
 from moorage.control.reconciler import Reconciler
 from moorage.control.service import ControlService
+from moorage.control.transform_fleet import TransformFleets
 from moorage.errors import NotFound, ValidationError
 from moorage.fleet import LocalProcessFleet
 from moorage.http import HttpServer, Limits, malloc
-from moorage.jobs import AsyncInference
+from moorage.jobs import AsyncInference, TransformRunner
 from moorage.metrics import EndpointMetrics
 from moorage.routing import ModelLoader, RoutingTable, TargetChecker
 from moorage.store import open_store
@@ -84,9 +85,19 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     )
     captures = CaptureWriter(config.capture_flush_s)
     reconciler = Reconciler(store, fleet, table, metrics, config, captures)
+    transforms = TransformRunner(
+        store.transform_jobs,
+        TransformFleets(fleet, config),
+        config.transform_dir,
+        lease_s=config.transform_lease_s,
+    )
     loop = asyncio.get_running_loop()
     service = ControlService(
-        store, config, wake=lambda: loop.call_soon_threadsafe(reconciler.wake), fleets=reconciler
+        store,
+        config,
+        wake=lambda: loop.call_soon_threadsafe(reconciler.wake),
+        fleets=reconciler,
+        wake_jobs=lambda: loop.call_soon_threadsafe(transforms.wake),
     )
     control_plane = ControlPlane(service)
     # Start-up work allocates and frees a lot (botocore's model above all); hand that memory
@@ -130,6 +141,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     reconciling = asyncio.create_task(reconciler.run())
     trimming = asyncio.create_task(keep_trimmed(arena))
     queueing = asyncio.create_task(queue.run())
+    transforming = asyncio.create_task(transforms.run())
     print(f"moorage server listening on http://{host}:{port}", flush=True)
     if signatures is not None:
         print(
@@ -146,10 +158,11 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     await stop.wait()
     log.info("stopping")
     await http.close(grace=5.0)
-    for task in (reconciling, trimming, queueing):
+    for task in (reconciling, trimming, queueing, transforming):
         task.cancel()
-    await asyncio.gather(reconciling, trimming, queueing, return_exceptions=True)
+    await asyncio.gather(reconciling, trimming, queueing, transforming, return_exceptions=True)
     await queue.stop()
+    await transforms.stop()
     await reconciler.stop()
     await asyncio.to_thread(captures.close)
     await asyncio.to_thread(store.close)

@@ -16,10 +16,11 @@ from moorage.api.errors import CONTROL_JSON, CONTROL_PLANE_ERRORS, control_error
 from moorage.api.validation import is_known_operation, validate_input
 from moorage.control import documents
 from moorage.control.service import ControlService, EndpointView
-from moorage.domain import EndpointStatus
+from moorage.domain import EndpointStatus, TransformJobStatus
 from moorage.errors import MoorageError, ValidationError
 from moorage.http import Request, Response
-from moorage.store import ListQuery, Page, SortBy, SortOrder
+from moorage.jobs import TransformSettings
+from moorage.store import ListQuery, Page, SortBy, SortOrder, TransformJobRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ def _parse_time(value: Any, member: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _query(params: Params) -> ListQuery:
+def _query(
+    params: Params, statuses: type[EndpointStatus | TransformJobStatus] = EndpointStatus
+) -> ListQuery:
     times = {
         "creation_time_before": "CreationTimeBefore",
         "creation_time_after": "CreationTimeAfter",
@@ -55,7 +58,7 @@ def _query(params: Params) -> ListQuery:
     bounds = {key: _parse_time(params[m], m) for key, m in times.items() if m in params}
     return ListQuery(
         name_contains=params.get("NameContains"),
-        status_equals=EndpointStatus(params["StatusEquals"]) if "StatusEquals" in params else None,
+        status_equals=statuses(params["StatusEquals"]) if "StatusEquals" in params else None,
         sort_by=SortBy(params.get("SortBy", SortBy.CREATION_TIME)),
         sort_order=SortOrder(params.get("SortOrder", SortOrder.DESCENDING)),
         max_results=int(params.get("MaxResults", _DEFAULT_MAX_RESULTS)),
@@ -96,6 +99,10 @@ class ControlPlane:
             "UpdateEndpoint": self.update_endpoint,
             "UpdateEndpointWeightsAndCapacities": self.update_weights_and_capacities,
             "DeleteEndpoint": self.delete_endpoint,
+            "CreateTransformJob": self.create_transform_job,
+            "DescribeTransformJob": self.describe_transform_job,
+            "ListTransformJobs": self.list_transform_jobs,
+            "StopTransformJob": self.stop_transform_job,
             "AddTags": self.add_tags,
             "ListTags": self.list_tags,
             "DeleteTags": self.delete_tags,
@@ -245,6 +252,30 @@ class ControlPlane:
         self._service.delete_endpoint(params["EndpointName"])
         return {}
 
+    # transform jobs
+
+    def create_transform_job(self, params: Params) -> dict[str, Any]:
+        TransformSettings.read(params)  # the rules botocore's model cannot say
+        record = self._service.create_transform_job(_without_tags(params), params.get("Tags", []))
+        return {"TransformJobArn": record.arn}
+
+    def describe_transform_job(self, params: Params) -> dict[str, Any]:
+        record = self._service.transform_job(params["TransformJobName"])
+        answer = {k: v for k, v in record.document.items() if k != "ResolvedModel"}
+        answer.update(_transform_job_summary(record))
+        del answer["LastModifiedTime"]  # not a member of DescribeTransformJob's answer
+        if record.start_time is not None:
+            answer["TransformStartTime"] = _time(record.start_time)
+        return answer
+
+    def list_transform_jobs(self, params: Params) -> dict[str, Any]:
+        page = self._service.list_transform_jobs(_query(params, TransformJobStatus))
+        return _page("TransformJobSummaries", page, _transform_job_summary)
+
+    def stop_transform_job(self, params: Params) -> dict[str, Any]:
+        self._service.stop_transform_job(params["TransformJobName"])
+        return {}
+
     # tags
 
     def add_tags(self, params: Params) -> dict[str, Any]:
@@ -260,6 +291,21 @@ class ControlPlane:
     def delete_tags(self, params: Params) -> dict[str, Any]:
         self._service.delete_tags(params["ResourceArn"], list(params["TagKeys"]))
         return {}
+
+
+def _transform_job_summary(record: TransformJobRecord) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "TransformJobName": record.name,
+        "TransformJobArn": record.arn,
+        "TransformJobStatus": str(record.status),
+        "CreationTime": _time(record.creation_time),
+        "LastModifiedTime": _time(record.last_modified_time),
+    }
+    if record.end_time is not None:
+        summary["TransformEndTime"] = _time(record.end_time)
+    if record.failure_reason:
+        summary["FailureReason"] = record.failure_reason
+    return summary
 
 
 def _without_tags(params: Params) -> dict[str, Any]:

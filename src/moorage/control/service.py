@@ -23,6 +23,7 @@ from moorage.domain import (
     EndpointStatus,
     ProductionVariant,
     ResourceKind,
+    TransformJobStatus,
     arn,
     parse_arn,
 )
@@ -35,6 +36,7 @@ from moorage.store import (
     ModelRecord,
     Page,
     Store,
+    TransformJobRecord,
 )
 
 S = EndpointStatus
@@ -67,11 +69,13 @@ class ControlService:
         *,
         wake: Callable[[], object],
         fleets: FleetView,
+        wake_jobs: Callable[[], object] = lambda: None,
     ) -> None:
         self._store = store
         self._config = config
         self._wake = wake
         self._fleets = fleets
+        self._wake_jobs = wake_jobs
 
     def arn(self, kind: ResourceKind, name: str) -> str:
         return arn(kind, name, region=self._config.region, account=self._config.account)
@@ -343,6 +347,69 @@ class ControlService:
         endpoint_arn = self.arn(ResourceKind.ENDPOINT, name)
         return ValidationError(f'Cannot update in-progress endpoint "{endpoint_arn}".')
 
+    # transform jobs
+
+    def create_transform_job(
+        self, document: Document, tags: list[dict[str, str]]
+    ) -> TransformJobRecord:
+        """Store a job InProgress, with its model as of now (deleting the model later changes
+        nothing, across restarts too). Its settings are checked by the caller (``jobs``)."""
+        name = document["TransformJobName"]
+        for unsupported in ("DataCaptureConfig",):
+            if document.get(unsupported):
+                raise ValidationError(
+                    f"{unsupported} is not supported by moorage for transform jobs yet."
+                )
+        model = self.model(document["ModelName"])
+        container = model.document.get("PrimaryContainer", {})
+        if container.get("Mode") == "MultiModel":
+            raise ValidationError(
+                f"Model '{model.name}' is in MultiModel mode, which transform jobs do not run."
+            )
+        classify_image(container.get("Image"))
+        job_arn = self.arn(ResourceKind.TRANSFORM_JOB, name)
+        state = {
+            **document,
+            "ResolvedModel": {
+                "Name": model.name,
+                "Arn": model.arn,
+                "CreationTime": model.creation_time.isoformat(),
+                "Document": dict(model.document),
+            },
+        }
+        record = self._store.transform_jobs.create(name, job_arn, state, _now())
+        self._tag(job_arn, tags)
+        self._wake_jobs()
+        return record
+
+    def transform_job(self, name: str) -> TransformJobRecord:
+        record = self._store.transform_jobs.get(name)
+        if record is None:
+            raise NotFound(f"Could not find requested job with name {name}")
+        return record
+
+    def list_transform_jobs(self, query: ListQuery) -> Page[TransformJobRecord]:
+        return self._store.transform_jobs.list(query)
+
+    def stop_transform_job(self, name: str) -> None:
+        """InProgress -> Stopping; the runner stops it and records Stopped. Stopping a job that
+        is stopping already does nothing."""
+        record = self.transform_job(name)
+        if record.status is TransformJobStatus.STOPPING:
+            return
+        if record.status is not TransformJobStatus.IN_PROGRESS or not (
+            self._store.transform_jobs.set_status(
+                record.name, TransformJobStatus.IN_PROGRESS, TransformJobStatus.STOPPING
+            )
+        ):
+            current = self.transform_job(name).status
+            if current is TransformJobStatus.STOPPING:
+                return  # another StopTransformJob came first
+            raise ValidationError(
+                f"Transform job {record.name} is {current}; only an InProgress job can be stopped."
+            )
+        self._wake_jobs()
+
     # tags
 
     def _tag(self, resource_arn: str, tags: list[dict[str, str]]) -> None:
@@ -361,6 +428,7 @@ class ControlService:
             ResourceKind.MODEL: self._store.models.get,
             ResourceKind.ENDPOINT_CONFIG: self._store.endpoint_configs.get,
             ResourceKind.ENDPOINT: self._store.endpoints.get,
+            ResourceKind.TRANSFORM_JOB: self._store.transform_jobs.get,
         }
         lookup = lookups.get(parsed.kind) if parsed is not None else None
         if parsed is None or lookup is None or lookup(parsed.name) is None:
