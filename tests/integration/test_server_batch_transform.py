@@ -4,6 +4,7 @@ jobs that survive a server restart."""
 
 import gzip
 import json
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -191,7 +192,7 @@ def write(folder: Path, name: str, text: str | bytes) -> Path:
     return path
 
 
-def test_csv_lines_from_s3_through_the_model_with_boto3(sm, s3, iris_model):
+def test_csv_lines_from_s3_through_the_model_with_boto3(server, sm, s3, iris_model):
     prefix = unique("in")
     s3.put_object(Bucket="batch", Key=f"{prefix}/a.csv", Body="\n".join(IRIS_ROWS[:2]) + "\n")
     # (A mini-batch of one row would reach scikit-learn as a 1-D array, which it refuses, as
@@ -222,6 +223,14 @@ def test_csv_lines_from_s3_through_the_model_with_boto3(sm, s3, iris_model):
     assert described["TransformInput"]["SplitType"] == "Line"
     assert described["TransformStartTime"] <= described["TransformEndTime"]
     assert described["CreationTime"] <= described["TransformStartTime"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "moorage", "logs", name, "--data-dir", str(server.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert "[TransformJob/" in shown  # the instance's log stream
     tags = sm.list_tags(ResourceArn=described["TransformJobArn"])["Tags"]
     assert tags == [{"Key": "team", "Value": "ml"}]
 

@@ -146,29 +146,20 @@ class TransformJobs:
             return conn.execute(statement).rowcount == 1
 
     def renew(self, names: Sequence[str], owner: str, lease_until_ms: int) -> None:
-        if names:
-            with self._db.write() as conn:
-                conn.execute(
-                    _table.update()
-                    .where(
-                        _table.c.name_key.in_([n.lower() for n in names]),
-                        _table.c.lease_owner == owner,
-                    )
-                    .values(lease_until_ms=lease_until_ms)
-                )
+        self._write_held(names, owner, lease_until_ms=lease_until_ms)
 
     def release(self, names: Sequence[str], owner: str) -> None:
         """Give the leases up (a server stopping), so the jobs run again at once elsewhere."""
+        self._write_held(names, owner, lease_owner=None, lease_until_ms=None)
+
+    def _write_held(self, names: Sequence[str], owner: str, **values: object) -> None:
+        """Change the leases ``owner`` holds on jobs ``names``; no others."""
         if names:
+            held = sa.and_(
+                _table.c.name_key.in_([n.lower() for n in names]), _table.c.lease_owner == owner
+            )
             with self._db.write() as conn:
-                conn.execute(
-                    _table.update()
-                    .where(
-                        _table.c.name_key.in_([n.lower() for n in names]),
-                        _table.c.lease_owner == owner,
-                    )
-                    .values(lease_owner=None, lease_until_ms=None)
-                )
+                conn.execute(_table.update().where(held).values(**values))
 
 
 def _from_row(row: Mapping[Any, Any]) -> TransformJobRecord:
