@@ -479,3 +479,36 @@ def test_a_job_in_progress_runs_again_after_a_restart(byoc, tmp_path_factory):
         assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
     assert [r["lines"] for r in requests_logged(log)] == [["first"], ["first"], ["second"]]
     assert (root / "out" / "b.txt.out").read_text() == "SECOND"
+
+
+def test_list_pages_sorts_and_filters_jobs(sm, iris_model, tmp_path):
+    # Jobs whose input folder is empty fail at once, without starting instances.
+    stem = unique("listed")
+    names = [f"{stem}-{letter}" for letter in "cab"]
+    for name in names:
+        transform_input = {"S3DataType": "S3Prefix", "S3Uri": (tmp_path / "empty").as_uri()}
+        sm.create_transform_job(
+            TransformJobName=name,
+            ModelName=iris_model,
+            TransformInput={"DataSource": {"S3DataSource": transform_input}},
+            TransformOutput={"S3OutputPath": (tmp_path / "out").as_uri()},
+            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        )
+    for name in names:
+        described = wait_done(sm, name)
+        assert described["TransformJobStatus"] == "Failed"
+        assert described["FailureReason"].startswith("No input objects found at file://")
+    pages = sm.get_paginator("list_transform_jobs").paginate(
+        NameContains=stem,
+        SortBy="Name",
+        SortOrder="Ascending",
+        StatusEquals="Failed",
+        PaginationConfig={"PageSize": 1},
+    )
+    listed = [s["TransformJobName"] for page in pages for s in page["TransformJobSummaries"]]
+    assert listed == sorted(names)
+    newest_first = sm.list_transform_jobs(NameContains=stem)["TransformJobSummaries"]
+    assert [s["TransformJobName"] for s in newest_first] == names[::-1]
+    assert not sm.list_transform_jobs(NameContains=stem, StatusEquals="InProgress")[
+        "TransformJobSummaries"
+    ]
