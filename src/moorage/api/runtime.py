@@ -111,6 +111,8 @@ class RuntimeApi:
         instance = variant.pick() if variant is not None else None
         if variant is None or instance is None:
             return _no_instance(endpoint)
+        if route.container_hostnames:
+            instance = instance.containers.get(headers[TARGET_CONTAINER], instance)
         forwarded = [(name, value) for name, value in headers.items() if name in _FORWARDED]
         result = self._loop.create_future()
         self._send(
@@ -235,7 +237,10 @@ class RuntimeApi:
             return f"The variant {target_variant} does not exist on endpoint {route.name}."
         if INFERENCE_COMPONENT in headers:
             return "Inference components are not supported by moorage."
-        if TARGET_CONTAINER in headers:
+        if route.container_hostnames:
+            if problem := _direct_problem(route, headers.get(TARGET_CONTAINER)):
+                return problem
+        elif TARGET_CONTAINER in headers:
             return (
                 f"Endpoint {route.name} is not an inference pipeline in Direct mode; "
                 "do not send TargetContainerHostname."
@@ -309,6 +314,21 @@ class RuntimeApi:
 _FORWARDED: Final = FORWARDED_REQUEST_HEADERS
 # A serverless endpoint's limit on request bodies (spec/LIMITS.md §3).
 SERVERLESS_MAX_PAYLOAD: Final = 4 * 1024 * 1024
+
+
+def _direct_problem(route: EndpointRoute, hostname: str | None) -> str | None:
+    names = ", ".join(sorted(route.container_hostnames))
+    if hostname is None:
+        return (
+            f"Endpoint {route.name} is an inference pipeline in Direct mode; send "
+            f"TargetContainerHostname, one of: {names}."
+        )
+    if hostname not in route.container_hostnames:
+        return (
+            f"Endpoint {route.name} has no container with hostname {hostname!r}; its "
+            f"containers are: {names}."
+        )
+    return None
 
 
 def _no_instance(endpoint: str) -> Response:

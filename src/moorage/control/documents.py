@@ -16,6 +16,7 @@ from moorage.domain import (
     ContainerMode,
     DataCaptureConfig,
     EndpointConfig,
+    InferenceExecutionMode,
     Model,
     ModelCacheSetting,
     ProductionVariant,
@@ -50,6 +51,9 @@ def model(name: str, arn: str, created: datetime, document: Document) -> Model:
         creation_time=created,
         primary_container=container(primary) if primary is not None else None,
         containers=tuple(container(c) for c in document.get("Containers", ())),
+        inference_execution_mode=InferenceExecutionMode(
+            document.get("InferenceExecutionConfig", {}).get("Mode", "Serial")
+        ),
         execution_role_arn=document.get("ExecutionRoleArn"),
         enable_network_isolation=bool(document.get("EnableNetworkIsolation", False)),
     )

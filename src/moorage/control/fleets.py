@@ -24,7 +24,13 @@ from moorage.capture import CaptureWriter
 from moorage.config import ServerConfig
 from moorage.contract import Env
 from moorage.contract.arena import Arena
-from moorage.domain import DataCaptureConfig, Model, ModelCacheSetting, ProductionVariant
+from moorage.domain import (
+    ContainerDefinition,
+    DataCaptureConfig,
+    Model,
+    ModelCacheSetting,
+    ProductionVariant,
+)
 from moorage.errors import InstanceUnavailable, MoorageError
 from moorage.fleet import (
     MEMORY_BUDGET_VAR,
@@ -65,6 +71,12 @@ class RunningInstance:
     route: InstanceRoute
     watcher: "asyncio.Task[None] | None" = None
     is_stopping: bool = False
+    # The processes of an inference pipeline's other containers, which live and die with it.
+    others: list[Instance] = field(default_factory=list)
+
+    @property
+    def processes(self) -> list[Instance]:
+        return [self.instance, *self.others]
 
 
 @dataclass(eq=False)
@@ -175,9 +187,43 @@ class FleetBuilder:
         return fleet
 
     async def add_instance(self, fleet: RunningFleet, variant: RunningVariant) -> RunningInstance:
-        """Start one instance, wait for it to pass /ping, then put it in the variant's route."""
-        container = variant.model.pipeline[0]
+        """Start one instance, wait for it to pass /ping, then put it in the variant's route.
+
+        An inference pipeline's instance is one process per container, as SageMaker runs one
+        container each; the first one's route leads to the others.
+        """
         instance_id = uuid.uuid4().hex[:12]
+        model = variant.model
+        started: list[tuple[Instance, InstanceRoute]] = []
+        try:
+            for n, (container, hostname) in enumerate(
+                zip(model.pipeline, model.container_hostnames, strict=True)
+            ):
+                name = instance_id if n == 0 else f"{instance_id}-{hostname}"
+                started.append(await self._start_container(fleet, variant, container, name))
+        except BaseException:
+            for instance, route in started:
+                await route.close()
+                await self._fleet.stop(instance, grace=2.0)
+            raise
+        (first, route), others = started[0], started[1:]
+        if others:
+            hostnames = model.container_hostnames
+            route.containers = {h: r for h, (_, r) in zip(hostnames, started, strict=True)}
+            route.is_serial = not model.is_direct_pipeline
+        running = RunningInstance(first, route, others=[instance for instance, _ in others])
+        variant.instances.append(running)
+        variant.route.instances.append(running.route)
+        running.watcher = asyncio.create_task(self._watch(fleet, variant, running))
+        return running
+
+    async def _start_container(
+        self,
+        fleet: RunningFleet,
+        variant: RunningVariant,
+        container: ContainerDefinition,
+        instance_id: str,
+    ) -> tuple[Instance, InstanceRoute]:
         environment = dict(container.environment)
         if container.is_multi_model:
             environment[MEMORY_BUDGET_VAR] = str(
@@ -223,11 +269,7 @@ class FleetBuilder:
         )
         if models is None:
             await route.connect_workers()
-        running = RunningInstance(instance, route)
-        variant.instances.append(running)
-        variant.route.instances.append(running.route)
-        running.watcher = asyncio.create_task(self._watch(fleet, variant, running))
-        return running
+        return instance, route
 
     def _cold_start(self, fleet: RunningFleet, variant: RunningVariant) -> "asyncio.Future[None]":
         """Start an instance for a serverless variant that has none; one start at a time."""
@@ -314,9 +356,17 @@ class FleetBuilder:
     async def _watch(
         self, fleet: RunningFleet, variant: RunningVariant, running: RunningInstance
     ) -> None:
-        code = await running.instance.process.wait()
+        exits = [asyncio.ensure_future(i.process.wait()) for i in running.processes]
+        done, pending = await asyncio.wait(exits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in pending:
+            waiting.cancel()
+        code = next(iter(done)).result()
         if running.is_stopping:
             return
+        for instance in running.processes:
+            # One container of a pipeline gone is the whole instance gone.
+            if instance.is_running:
+                await self._fleet.stop(instance, grace=2.0)
         log.warning(
             "instance %s of %s/%s exited with code %s; replacing it",
             running.route.instance_id,
@@ -341,7 +391,7 @@ class FleetBuilder:
         self._detach(variant, running)
         await _drain(running.route, self._config.invocation_timeout_s)
         await running.route.close()
-        await self._fleet.stop(running.instance)
+        await asyncio.gather(*(self._fleet.stop(instance) for instance in running.processes))
         _release_leases(running.route)
 
     async def stop(self, fleet: RunningFleet) -> None:

@@ -187,6 +187,12 @@ class Reconciler:
         is_multi = any(v.model.pipeline[0].is_multi_model for v in fleet.variants.values())
         route = EndpointRoute(record.name, fleet.route, is_multi_model=is_multi)
         route.asynchronous = _async_route(fleet, resolved)
+        route.container_hostnames = frozenset(
+            hostname
+            for v in fleet.variants.values()
+            if v.model.is_direct_pipeline
+            for hostname in v.model.container_hostnames
+        )
         self._table.set(route)
 
     async def _stop_fleet(self, key: str) -> None:

@@ -21,6 +21,7 @@ from moorage.domain import (
     ENDPOINT_TRANSITIONAL,
     AsyncInferenceConfig,
     EndpointStatus,
+    Model,
     ProductionVariant,
     ResourceKind,
     TransformJobStatus,
@@ -87,10 +88,7 @@ class ControlService:
         model_arn = self.arn(ResourceKind.MODEL, name)
         model = documents.model(name, model_arn, _now(), document)
         if model.containers:
-            raise ValidationError(
-                "Inference pipelines (Containers) are not supported by moorage yet; use "
-                "PrimaryContainer."
-            )
+            _check_pipeline(model)
         for container in model.pipeline:
             classify_image(container.image)
             if container.is_multi_model and not container.model_data_url:
@@ -445,6 +443,26 @@ class ControlService:
     def delete_tags(self, resource_arn: str, keys: list[str]) -> None:
         self._check_resource(resource_arn)
         self._store.tags.delete(resource_arn, keys)
+
+
+def _check_pipeline(model: Model) -> None:
+    """What SageMaker requires of an inference pipeline's containers."""
+    named = [c.container_hostname for c in model.containers if c.container_hostname]
+    if named and len(named) != len(model.containers):
+        raise ValidationError(
+            f"Model '{model.name}': when one container of an inference pipeline sets "
+            "ContainerHostname, every container must."
+        )
+    if len(set(named)) != len(named):
+        raise ValidationError(
+            f"Model '{model.name}': the ContainerHostname of each pipeline container must be "
+            "unique."
+        )
+    if any(c.is_multi_model for c in model.containers):
+        raise ValidationError(
+            f"Model '{model.name}': the containers of an inference pipeline cannot be in "
+            "MultiModel mode."
+        )
 
 
 def _deployed_images(record: EndpointRecord) -> dict[str, str]:

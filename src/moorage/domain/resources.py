@@ -101,6 +101,20 @@ class Model:
             return (self.primary_container,)
         return self.containers
 
+    @property
+    def container_hostnames(self) -> tuple[str, ...]:
+        """Each pipeline container's ContainerHostname, or the one assigned to it when none
+        is given: ``container-1``, ``container-2``, …"""
+        return tuple(
+            c.container_hostname or f"container-{n}" for n, c in enumerate(self.pipeline, 1)
+        )
+
+    @property
+    def is_direct_pipeline(self) -> bool:
+        return bool(self.containers) and (
+            self.inference_execution_mode is InferenceExecutionMode.DIRECT
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class ServerlessConfig:

@@ -45,6 +45,10 @@ class InstanceRoute:
     workers: dict[str | None, WorkerChannels] = field(default_factory=dict)
     # The server's shared memory for large bodies, which direct connections pass on.
     arena: Arena | None = None
+    # An inference pipeline's instance: its containers by hostname, this one (the first)
+    # included, and whether a request goes through them all in order (Serial) or to one.
+    containers: dict[str, "InstanceRoute"] = field(default_factory=dict)
+    is_serial: bool = False
 
     def invoke(
         self,
@@ -57,8 +61,22 @@ class InstanceRoute:
         """Send an invocation straight to a worker where one is connected, else to the front.
 
         ``stream``: a 2xx answer over HTTP comes back at its headers, its body as it arrives
-        (workers answer whole, so theirs is complete either way).
+        (workers answer whole, so theirs is complete either way). The first container of a
+        Serial pipeline passes the request through every container.
         """
+        if self.is_serial:
+            stages = list(self.containers.values())
+            return asyncio.ensure_future(_through(stages, headers, body, timeout))
+        return self.invoke_container(model_key, headers, body, timeout, stream)
+
+    def invoke_container(
+        self,
+        model_key: str | None,
+        headers: Sequence[tuple[str, str]],
+        body: Sequence[bytes | memoryview],
+        timeout: float,
+        stream: bool = False,
+    ) -> "asyncio.Future[ClientResponse]":
         channels = self._channels(model_key)
         if channels is not None:
             channel = channels.pick()
@@ -93,6 +111,30 @@ class InstanceRoute:
             channels.close()
         self.workers.clear()
         await self.pool.close()
+        for container in self.containers.values():
+            if container is not self:
+                await container.close()
+
+
+async def _through(
+    stages: list[InstanceRoute],
+    headers: Sequence[tuple[str, str]],
+    body: Sequence[bytes | memoryview],
+    timeout_s: float,
+) -> ClientResponse:
+    """A Serial pipeline: each container's answer is the next one's request, typed by the
+    answer's Content-Type; the first answer that is not 2xx, or the last one, is the answer."""
+    last = len(stages) - 1
+    for index, stage in enumerate(stages):
+        answer = await stage.invoke_container(None, headers, body, timeout_s)
+        if index == last or not 200 <= answer.status < 300:
+            return answer
+        content_type = answer.header("content-type")
+        headers = [(name, value) for name, value in headers if name != "content-type"]
+        if content_type is not None:
+            headers.append(("content-type", content_type))
+        body = [bytes(answer.body)]
+    raise AssertionError("a pipeline has at least one container")
 
 
 @dataclass(eq=False, slots=True)
@@ -249,6 +291,8 @@ class EndpointRoute:
     is_multi_model: bool = False
     # Asynchronous endpoints take requests through their queue only.
     asynchronous: AsyncRoute | None = None
+    # Inference pipelines in Direct mode: the containers TargetContainerHostname may name.
+    container_hostnames: frozenset[str] = frozenset()
 
     def instance_count(self) -> int:
         fleets = [self.current] if self.next is None else [self.current, self.next]
