@@ -70,6 +70,22 @@ class Distribution:
         if self.bounds:
             self.buckets[bisect_left(self.bounds, value)] += 1
 
+    def quantile(self, q: float) -> float | None:
+        """The ``q`` quantile (0 to 1) estimated from the buckets, as Prometheus'
+        ``histogram_quantile`` does: linear within the bucket, the last bound past it. None
+        without observations or bounds."""
+        if not self.count or not self.bounds:
+            return None
+        rank = q * self.count
+        seen = 0
+        lower = 0.0
+        for upper, in_bucket in zip(self.bounds, self.buckets, strict=False):
+            if in_bucket and seen + in_bucket >= rank:
+                return lower + (upper - lower) * (rank - seen) / in_bucket
+            seen += in_bucket
+            lower = upper
+        return float(self.bounds[-1])
+
 
 @dataclass(frozen=True, slots=True)
 class VariantMetrics:
@@ -197,6 +213,14 @@ class EndpointMetrics:
     def read_backlogs(self, backlogs: Callable[[], dict[str, "Backlog"]]) -> None:
         """Report ``backlogs()`` (by endpoint) as the asynchronous endpoints' metrics."""
         self._backlogs = backlogs
+
+    def of_endpoint(self, endpoint: str) -> dict[str, VariantMetrics]:
+        """The endpoint's series by variant, for the console; creates none."""
+        return {v: m for (e, v), m in list(self._variants.items()) if e == endpoint}
+
+    def backlog(self, endpoint: str) -> "Backlog | None":
+        """An asynchronous endpoint's queue as of the queue's last pass; None if not async."""
+        return self._backlogs().get(endpoint)
 
     def forget(self, endpoint: str, variant: str) -> None:
         """Drop a deleted variant's series."""

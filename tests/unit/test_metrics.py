@@ -53,3 +53,24 @@ def test_fleets_of_one_variant_share_its_series_until_it_is_forgotten():
     assert samples(metrics)[("Invocations_total", labels())] == 2
     metrics.forget("ep", "A")
     assert ("Invocations_total", labels()) not in samples(metrics)
+
+
+def test_quantiles_interpolate_within_buckets_as_prometheus_does():
+    distribution = EndpointMetrics().for_variant("ep", "A").model_latency
+    assert distribution.quantile(0.5) is None
+    for value in (100, 200, 200, 70_000_000):  # buckets (0, 100], (100, 250], +Inf
+        distribution.observe(value)
+    assert distribution.quantile(0.25) == 100
+    assert distribution.quantile(0.5) == 100 + 150 * 1 / 2
+    assert distribution.quantile(0.75) == 250
+    assert distribution.quantile(0.99) == 60_000_000  # past the last bound: the last bound
+
+
+def test_the_console_reads_an_endpoints_variants_without_creating_any():
+    metrics = EndpointMetrics()
+    metrics.for_variant("ep", "A").invocations.inc()
+    metrics.for_variant("other", "A")
+    assert list(metrics.of_endpoint("ep")) == ["A"]
+    assert metrics.of_endpoint("missing") == {}
+    assert "missing" not in generate_latest(metrics.registry).decode()
+    assert metrics.backlog("ep") is None
