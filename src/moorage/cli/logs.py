@@ -6,12 +6,9 @@ import time
 from pathlib import Path
 
 from moorage.config import load_server_config
+from moorage.fleet import log_streams
 
 _POLL_S = 0.5
-
-
-def _streams(root: Path) -> list[Path]:
-    return sorted(root.glob("*/*.log"), key=lambda p: p.stat().st_mtime)
 
 
 def show_logs(args: argparse.Namespace) -> int:
@@ -23,7 +20,7 @@ def show_logs(args: argparse.Namespace) -> int:
     offsets: dict[Path, int] = {}
     try:
         while True:
-            for stream in _streams(root):
+            for stream in log_streams(config.logs_dir, args.endpoint):
                 variant, instance = stream.parent.name, stream.stem
                 with stream.open("rb") as f:
                     f.seek(offsets.get(stream, 0))

@@ -7,6 +7,7 @@ multi-model memory budget of an instance type). Knows nothing of routing or the 
 
 from moorage.fleet.images import ImageKind, classify_image
 from moorage.fleet.local import Instance, InstanceSpec, LocalProcessFleet
+from moorage.fleet.logs import log_streams, tail
 from moorage.fleet.memory import MEMORY_BUDGET_VAR, memory_budget_mb
 
 __all__ = [
@@ -16,5 +17,7 @@ __all__ = [
     "InstanceSpec",
     "LocalProcessFleet",
     "classify_image",
+    "log_streams",
     "memory_budget_mb",
+    "tail",
 ]
