@@ -3,6 +3,7 @@
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from moorage.errors import ValidationError
@@ -10,6 +11,15 @@ from moorage.errors import ValidationError
 # SageMaker ARNs need a 12-digit account; moorage has none, so it uses a fixed fake one.
 DEFAULT_ACCOUNT = "000000000000"
 DEFAULT_REGION = "us-east-1"
+
+
+class ConsoleSetting(StrEnum):
+    """``MOORAGE_CONSOLE``: whether ``/console`` answers. A browser cannot sign requests, so
+    ``auto`` opens it only on a server that checks no signatures (loopback development)."""
+
+    ON = "on"
+    OFF = "off"
+    AUTO = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,8 @@ class ServerConfig:
     credentials_file: Path | None = None
     # SQLAlchemy URL of the store (sqlite:///… or postgresql://…); None: SQLite in data_dir.
     database_url: str | None = None
+    # The web console (MOORAGE_CONSOLE); with ``auto``, off when signatures are checked.
+    console: ConsoleSetting = ConsoleSetting.AUTO
 
     @property
     def store_url(self) -> str:
@@ -99,6 +111,14 @@ def _megabytes(env: Mapping[str, str], name: str) -> int | None:
     return int(raw)
 
 
+def _console(env: Mapping[str, str]) -> ConsoleSetting:
+    raw = env.get("MOORAGE_CONSOLE") or "auto"
+    try:
+        return ConsoleSetting(raw.strip().lower())
+    except ValueError:
+        raise ValidationError(f"MOORAGE_CONSOLE={raw!r} must be on, off or auto") from None
+
+
 def load_server_config(
     *,
     host: str | None = None,
@@ -134,4 +154,5 @@ def load_server_config(
         model_cache_mb=_megabytes(env, "MOORAGE_MODEL_CACHE_MB"),
         model_cache_min_free_mb=_megabytes(env, "MOORAGE_MODEL_CACHE_MIN_FREE_MB"),
         credentials_file=Path(credentials).absolute() if credentials else None,
+        console=_console(env),
     )

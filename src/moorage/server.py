@@ -14,12 +14,13 @@ from pathlib import Path
 from moorage.api import validation
 from moorage.api.app import ServerApp
 from moorage.api.async_runtime import AsyncRuntimeApi
+from moorage.api.console import Console, refusal
 from moorage.api.control_plane import ControlPlane
 from moorage.api.runtime import RuntimeApi
 from moorage.api.sigv4 import SignatureCheck, load_keys
 from moorage.artifacts import DiskBudget, ModelCache
 from moorage.capture import CaptureWriter
-from moorage.config import ServerConfig
+from moorage.config import ConsoleSetting, ServerConfig
 from moorage.contract.arena import Arena, keep_trimmed, private_folder
 from moorage.control.reconciler import Reconciler
 from moorage.control.service import ControlService
@@ -110,6 +111,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
         store.async_invocations, table, region=config.region, lease_s=config.async_lease_s
     )
     metrics.read_backlogs(queue.backlogs)
+    console_refused = refusal(config.console, signatures is not None)
     app = ServerApp(
         control_plane,
         RuntimeApi(
@@ -127,6 +129,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
         AsyncRuntimeApi(table, queue, account=config.account),
         metrics,
         signatures,
+        Console(control_plane, service, metrics, config.logs_dir, refused=console_refused),
     )
     http = HttpServer(
         app.handle,
@@ -150,6 +153,7 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
             f"--aws-sigv4 'aws:amz:{config.region}:sagemaker' --user KEY_ID:SECRET",
             flush=True,
         )
+    print(_console_note(f"http://{host}:{port}/console", config, console_refused), flush=True)
     if demo:
         print(_DEMO_HELP.format(url=f"http://{host}:{port}"), flush=True)
     stop = asyncio.Event()
@@ -168,6 +172,19 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
     await asyncio.to_thread(store.close)
     shutil.rmtree(runtime_dir, ignore_errors=True)
     shutil.rmtree(bodies_dir, ignore_errors=True)
+
+
+def _console_note(url: str, config: ServerConfig, refused: str | None) -> str:
+    if refused is not None:
+        if config.console is ConsoleSetting.OFF:
+            return "The console is off (MOORAGE_CONSOLE=off)."
+        return "The console is off: a browser cannot sign requests (MOORAGE_CONSOLE=on opens it)."
+    if config.credentials_file is not None:
+        return (
+            f"Console: {url} (MOORAGE_CONSOLE=on: anyone who can reach this port sees endpoints, "
+            "jobs, metrics and instance logs without a key)"
+        )
+    return f"Console: {url}"
 
 
 _DEMO = "demo"

@@ -6,6 +6,7 @@ from typing import Final
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from moorage.api.async_runtime import AsyncRuntimeApi
+from moorage.api.console import Console
 from moorage.api.control_plane import ControlPlane
 from moorage.api.errors import control_error, runtime_error
 from moorage.api.runtime import RuntimeApi
@@ -14,12 +15,14 @@ from moorage.http import Request, Response
 from moorage.metrics import EndpointMetrics
 
 _ENDPOINTS: Final = "/endpoints/"
+_CONSOLE: Final = "/console"
 
 
 class ServerApp:
     """``signatures`` None: every request is accepted (loopback with no keys configured).
 
-    Health and metrics stay open either way, for load balancers and Prometheus.
+    Health and metrics stay open either way, for load balancers and Prometheus. The console
+    decides for itself (``console.refusal``): a browser cannot sign requests.
     """
 
     def __init__(
@@ -29,11 +32,13 @@ class ServerApp:
         async_runtime: AsyncRuntimeApi,
         metrics: EndpointMetrics,
         signatures: SignatureCheck | None = None,
+        console: Console | None = None,
     ) -> None:
         self._control_plane = control_plane
         self._runtime = runtime
         self._metrics = metrics
         self._signatures = signatures
+        self._console = console
         self._invokers = {
             "invocations": runtime.invoke,
             "invocations-response-stream": runtime.invoke_stream,
@@ -52,6 +57,9 @@ class ServerApp:
             return runtime_error(
                 404, "UnknownOperationException", f"moorage does not serve {request.method} {path}"
             )
+        if path.startswith(_CONSOLE) and self._console is not None:
+            if path == _CONSOLE or path[len(_CONSOLE)] == "/":
+                return self._console.handle(request)
         if path == "/" and "x-amz-target" in request.headers:
             if refusal := self._refusal(request):
                 return control_error(refusal.status, refusal.code, refusal.message)

@@ -222,7 +222,7 @@ class ControlPlane:
         return {"EndpointArn": record.arn}
 
     def describe_endpoint(self, params: Params) -> dict[str, Any]:
-        return _describe_endpoint(self._service.describe_endpoint(params["EndpointName"]))
+        return endpoint_description(self._service.describe_endpoint(params["EndpointName"]))
 
     def list_endpoints(self, params: Params) -> dict[str, Any]:
         page = self._service.list_endpoints(_query(params))
@@ -312,7 +312,8 @@ def _without_tags(params: Params) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k != "Tags"}
 
 
-def _describe_endpoint(view: EndpointView) -> dict[str, Any]:
+def endpoint_description(view: EndpointView) -> dict[str, Any]:
+    """DescribeEndpoint's answer for ``view`` (the console shows it too)."""
     record = view.record
     answer: dict[str, Any] = {
         "EndpointName": record.name,
