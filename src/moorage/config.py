@@ -62,6 +62,9 @@ class ServerConfig:
     credentials_file: Path | None = None
     # SQLAlchemy URL of the store (sqlite:///… or postgresql://…); None: SQLite in data_dir.
     database_url: str | None = None
+    # Host names an unsigned server answers besides IP addresses and localhost
+    # (MOORAGE_ALLOWED_HOSTS, comma-separated; api.hosts says why).
+    allowed_hosts: tuple[str, ...] = ()
     # The web console (MOORAGE_CONSOLE); with ``auto``, off when signatures are checked.
     console: ConsoleSetting = ConsoleSetting.AUTO
 
@@ -155,4 +158,7 @@ def load_server_config(
         model_cache_min_free_mb=_megabytes(env, "MOORAGE_MODEL_CACHE_MIN_FREE_MB"),
         credentials_file=Path(credentials).absolute() if credentials else None,
         console=_console(env),
+        allowed_hosts=tuple(
+            name.strip() for name in env.get("MOORAGE_ALLOWED_HOSTS", "").split(",") if name.strip()
+        ),
     )

@@ -16,6 +16,7 @@ from moorage.api.app import ServerApp
 from moorage.api.async_runtime import AsyncRuntimeApi
 from moorage.api.console import Console, refusal
 from moorage.api.control_plane import ControlPlane
+from moorage.api.hosts import HostCheck
 from moorage.api.runtime import RuntimeApi
 from moorage.api.sigv4 import SignatureCheck, load_keys
 from moorage.artifacts import DiskBudget, ModelCache
@@ -130,6 +131,8 @@ async def serve(config: ServerConfig, *, demo: bool = False) -> None:
         metrics,
         signatures,
         Console(control_plane, service, metrics, config.logs_dir, refused=console_refused),
+        # Unsigned, the server answers only requests addressed to it by IP or localhost.
+        HostCheck(config.allowed_hosts) if signatures is None else None,
     )
     http = HttpServer(
         app.handle,

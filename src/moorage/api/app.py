@@ -9,6 +9,7 @@ from moorage.api.async_runtime import AsyncRuntimeApi
 from moorage.api.console import Console
 from moorage.api.control_plane import ControlPlane
 from moorage.api.errors import control_error, runtime_error
+from moorage.api.hosts import HostCheck
 from moorage.api.runtime import RuntimeApi
 from moorage.api.sigv4 import Refusal, SignatureCheck
 from moorage.http import Request, Response
@@ -19,10 +20,11 @@ _CONSOLE: Final = "/console"
 
 
 class ServerApp:
-    """``signatures`` None: every request is accepted (loopback with no keys configured).
+    """``signatures`` None: every request is accepted (loopback with no keys configured), if
+    ``hosts`` allows its Host header.
 
-    Health and metrics stay open either way, for load balancers and Prometheus. The console
-    decides for itself (``console.refusal``): a browser cannot sign requests.
+        Health and metrics stay open either way, for load balancers and Prometheus. The console
+        decides for itself (``console.refusal``): a browser cannot sign requests.
     """
 
     def __init__(
@@ -33,12 +35,14 @@ class ServerApp:
         metrics: EndpointMetrics,
         signatures: SignatureCheck | None = None,
         console: Console | None = None,
+        hosts: HostCheck | None = None,
     ) -> None:
         self._control_plane = control_plane
         self._runtime = runtime
         self._metrics = metrics
         self._signatures = signatures
         self._console = console
+        self._hosts = hosts
         self._invokers = {
             "invocations": runtime.invoke,
             "invocations-response-stream": runtime.invoke_stream,
@@ -59,6 +63,8 @@ class ServerApp:
             )
         if path.startswith(_CONSOLE) and self._console is not None:
             if path == _CONSOLE or path[len(_CONSOLE)] == "/":
+                if refusal := self._host_refusal(request):
+                    return Response.text(refusal.status, refusal.message)
                 return self._console.handle(request)
         if path == "/" and "x-amz-target" in request.headers:
             if refusal := self._refusal(request):
@@ -78,12 +84,27 @@ class ServerApp:
 
     def _refusal(self, request: Request) -> Refusal | None:
         if self._signatures is None:
-            return None
+            return self._host_refusal(request)
         try:
             self._signatures.verify(request)
         except Refusal as refusal:
             return refusal
         return None
+
+    def _host_refusal(self, request: Request) -> Refusal | None:
+        hosts = self._hosts
+        if hosts is None:
+            return None
+        host = request.headers.get("host")
+        if hosts.allows(host):
+            return None
+        return Refusal(
+            403,
+            "AccessDeniedException",
+            f"This moorage server checks no signatures, so it answers only requests addressed "
+            f"to an IP address or localhost, not to {host!r} (a guard against DNS rebinding). "
+            "Add the name to MOORAGE_ALLOWED_HOSTS to allow it.",
+        )
 
     @staticmethod
     def http_error(status: int, message: str) -> Response:
