@@ -28,6 +28,7 @@ from moorage.http.client import (
     UpstreamTimeout,
 )
 from moorage.jobs import objects
+from moorage.jobs._loop import keep_working, now_ms
 from moorage.metrics import Backlog, VariantMetrics
 from moorage.routing import EndpointRoute, RoutingTable, VariantRoute
 from moorage.store import AsyncInvocations, QueuedInvocation
@@ -94,7 +95,7 @@ class AsyncInference:
             output_location=_location(config.s3_output_path, output_key),
             failure_location=_location(failure_path, failure_key),
         )
-        now = _now_ms()
+        now = now_ms()
         self._queue.add(
             id,
             route.name,
@@ -117,21 +118,17 @@ class AsyncInference:
         self._wake.set()
 
     async def run(self) -> None:
-        renew_at = self._loop.time() + self._lease_s / 3
-        while True:
-            try:
-                await self._take()
-                if self._loop.time() >= renew_at:
-                    renew_at = self._loop.time() + self._lease_s / 3
-                    until = _now_ms() + int(self._lease_s * 1000)
-                    await asyncio.to_thread(self._queue.renew, list(self._running), until)
-            except Exception:
-                log.exception("asynchronous inference pass failed; retrying")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+        await keep_working(
+            self._take,
+            self._renew,
+            self._wake,
+            lease_s=self._lease_s,
+            poll_s=self._poll_s,
+            what="asynchronous inference",
+        )
+
+    async def _renew(self, until_ms: int) -> None:
+        await asyncio.to_thread(self._queue.renew, list(self._running), until_ms)
 
     async def stop(self) -> None:
         """Stop the requests under way; their leases run out and they run again later."""
@@ -146,7 +143,7 @@ class AsyncInference:
     async def _take(self) -> None:
         routes = [route for route in self._table.routes() if route.asynchronous is not None]
         counts = await asyncio.to_thread(self._queue.backlog, [r.name for r in routes])
-        now = _now_ms()
+        now = now_ms()
         backlogs = {}
         for route in routes:
             size, oldest_ms = counts.get(route.name.lower(), (0, None))
@@ -161,7 +158,7 @@ class AsyncInference:
             if room <= 0:
                 continue
             lease_ms = int(self._lease_s * 1000)
-            taken = await asyncio.to_thread(self._queue.take, endpoint, room, _now_ms(), lease_ms)
+            taken = await asyncio.to_thread(self._queue.take, endpoint, room, now_ms(), lease_ms)
             for item in taken:
                 if item.id in self._running:
                     continue  # our own lease ran out while we still work on it
@@ -191,7 +188,7 @@ class AsyncInference:
             return False  # no instance now (being replaced, or the endpoint is updating)
         request = item.request
         metrics = variant.metrics
-        if _now_ms() > item.expires_ms:
+        if now_ms() > item.expires_ms:
             metrics.expired_requests.inc()
             message = "The request expired before it was processed (RequestTTLSeconds)."
             return await self._failed(route, variant, item, message.encode(), received=None)
@@ -321,7 +318,7 @@ class AsyncInference:
             response["failureLocation"] = _location(request["FailurePath"], request["FailureKey"])
         message: dict[str, Any] = {
             "awsRegion": self._region,
-            "eventTime": _iso(_now_ms()),
+            "eventTime": _iso(now_ms()),
             "receivedTime": _iso(item.received_ms),
             "invocationStatus": "Failed" if failure is not None else "Completed",
             "requestParameters": {
@@ -356,10 +353,6 @@ def _key(extension: str | None, name: str) -> str:
 
 def _location(path: str, key: str) -> str:
     return f"{path.rstrip('/')}/{key}"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _iso(ms: int) -> str:

@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import shutil
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from moorage.capture import destination
 from moorage.domain import TransformJobStatus
 from moorage.errors import MoorageError
 from moorage.http.client import UpstreamError, UpstreamTimeout
+from moorage.jobs._loop import keep_working, now_ms
 from moorage.jobs.data_processing import ProcessingError
 from moorage.jobs.records import Batch, Record, RecordError, batches, split
 from moorage.jobs.transform_inputs import InputError, InputObject, list_inputs, read_input
@@ -103,24 +103,17 @@ class TransformRunner:
         self._wake.set()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        renew_at = loop.time()
-        while True:
-            try:
-                await self._pass()
-                if loop.time() >= renew_at:
-                    renew_at = loop.time() + self._lease_ms / 3000
-                    until = now_ms() + self._lease_ms
-                    await asyncio.to_thread(
-                        self._jobs.renew, list(self._running), self._owner, until
-                    )
-            except Exception:
-                log.exception("transform job pass failed; retrying")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+        await keep_working(
+            self._pass,
+            self._renew,
+            self._wake,
+            lease_s=self._lease_ms / 1000,
+            poll_s=self._poll_s,
+            what="transform job",
+        )
+
+    async def _renew(self, until_ms: int) -> None:
+        await asyncio.to_thread(self._jobs.renew, list(self._running), self._owner, until_ms)
 
     async def stop(self) -> None:
         """Server shutdown: stop the jobs under way here and give up their leases, so the
@@ -405,10 +398,6 @@ def _assemble(settings: TransformSettings, inputs: list[bytes], answer: bytes) -
     if settings.assemble_with_line and not answer.endswith(b"\n"):
         return answer + b"\n"
     return answer
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _write(path: Path, data: bytes) -> None:
