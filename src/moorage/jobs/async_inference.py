@@ -142,6 +142,9 @@ class AsyncInference:
 
     async def _take(self) -> None:
         routes = [route for route in self._table.routes() if route.asynchronous is not None]
+        if not routes:
+            self._backlogs = {}
+            return
         counts = await asyncio.to_thread(self._queue.backlog, [r.name for r in routes])
         now = now_ms()
         backlogs = {}
