@@ -6,11 +6,13 @@ developer happens to visit can still reach it: its script makes its own host nam
 the control plane. Such requests carry the page's host name in ``Host``, which no SageMaker
 client sends to a local server: clients name the address they connect to. So an unsigned
 server answers only a ``Host`` that is an IP address, ``localhost`` (or a ``.localhost`` name,
-which resolves to loopback by definition), or a name in ``MOORAGE_ALLOWED_HOSTS``. Jupyter and
-Django's ``ALLOWED_HOSTS`` guard development servers the same way.
+which resolves to loopback by definition), this machine's own host name (which a page cannot
+make its origin), or a name in ``MOORAGE_ALLOWED_HOSTS``. Jupyter and Django's
+``ALLOWED_HOSTS`` guard development servers the same way.
 """
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 from typing import Final
 
@@ -21,6 +23,7 @@ _REMEMBERED: Final = 64
 class HostCheck:
     def __init__(self, allowed: Iterable[str] = ()) -> None:
         self._allowed = {name.strip().lower() for name in allowed if name.strip()}
+        self._allowed.add(socket.gethostname().lower())
         self._verdicts: dict[str, bool] = {}
 
     def allows(self, host: str | None) -> bool:

@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 
 from moorage.api.hosts import HostCheck
@@ -34,3 +36,7 @@ def test_names_can_be_allowed():
     assert check.allows("host.docker.internal")
     assert not check.allows("other.internal")
     assert check.allows("host.docker.internal")  # remembered verdicts stay right
+
+
+def test_this_machines_own_name_is_answered():
+    assert HostCheck().allows(f"{socket.gethostname()}:8080")
