@@ -7,6 +7,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.integration.server import FAST_WAITER
+from tests.integration.test_server_fleet import (
+    create_config,
+    create_endpoint,
+    create_model,
+    variant,
+)
 
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 
@@ -24,19 +30,6 @@ def error_of(call, **kwargs) -> tuple[str, str, int]:
         answer["Error"]["Message"],
         answer["ResponseMetadata"]["HTTPStatusCode"],
     )
-
-
-def create_model(sm, model_url: str) -> str:
-    name = unique("m")
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={
-            "Image": SKLEARN_IMAGE,
-            "ModelDataUrl": model_url,
-            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
-        },
-    )
-    return name
 
 
 def test_describe_model_says_network_isolation_is_off_by_default(sm, artifacts):
@@ -96,25 +89,14 @@ def test_resource_arn_pattern_is_quoted_as_sagemaker_quotes_it(sm):
 def test_deployed_images_outlive_the_config_and_model(sm, artifacts):
     # SageMaker lets you delete a running endpoint's config and model; DescribeEndpoint still
     # shows what the endpoint deployed.
-    name = create_model(sm, artifacts["iris"])
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InstanceType": "ml.m5.large",
-                "InitialInstanceCount": 1,
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    model = create_model(sm, artifacts["iris"])
+    config = create_config(sm, variant("AllTraffic", model))
+    name = create_endpoint(sm, config)
     try:
-        sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST_WAITER)
-        sm.delete_endpoint_config(EndpointConfigName=name)
-        sm.delete_model(ModelName=name)
-        [variant] = sm.describe_endpoint(EndpointName=name)["ProductionVariants"]
-        [image] = variant["DeployedImages"]
+        sm.delete_endpoint_config(EndpointConfigName=config)
+        sm.delete_model(ModelName=model)
+        [described] = sm.describe_endpoint(EndpointName=name)["ProductionVariants"]
+        [image] = described["DeployedImages"]
         assert image["SpecifiedImage"] == SKLEARN_IMAGE
         assert image["ResolvedImage"] == SKLEARN_IMAGE
     finally:

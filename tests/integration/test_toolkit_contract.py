@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from tests.fixtures.builders import pack
 from tests.integration.server import FAST_WAITER
+from tests.integration.test_server_fleet import create_config, variant
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 
@@ -72,18 +73,10 @@ def _deploy(sm, model_url: str, environment: dict[str, str] | None = None) -> st
         },
         ExecutionRoleArn="arn:aws:iam::123456789012:role/any",
     )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InstanceType": "ml.m5.large",
-                "InitialInstanceCount": 1,
-            }
-        ],
+    # Not waited for here: the module's endpoints start side by side.
+    sm.create_endpoint(
+        EndpointName=name, EndpointConfigName=create_config(sm, variant("AllTraffic", name))
     )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     return name
 
 
