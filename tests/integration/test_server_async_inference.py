@@ -151,6 +151,17 @@ def test_a_failing_model_writes_its_error_to_the_failure_location(runtime, error
     assert not local_file(answer["OutputLocation"]).exists()
 
 
+def test_an_inline_body_is_the_input(runtime, slow_endpoint):
+    answer = runtime.invoke_endpoint_async(
+        EndpointName=slow_endpoint,
+        Body=json.dumps({"echo": "inline"}).encode(),
+        ContentType="application/json",
+    )
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 202
+    result = json.loads(read_when_written(local_file(answer["OutputLocation"])))
+    assert result["echo"] == "inline"
+
+
 def test_an_input_that_cannot_be_read_is_a_failure(runtime, slow_endpoint, places):
     answer = runtime.invoke_endpoint_async(
         EndpointName=slow_endpoint,
@@ -176,7 +187,11 @@ def test_requests_the_endpoint_cannot_take_are_validation_errors(
     assert "InvokeEndpointAsync" in refused(
         runtime.invoke_endpoint, EndpointName=slow_endpoint, Body=b"{}"
     )
-    assert "InputLocation is required" in refused(invoke, EndpointName=slow_endpoint)
+    assert "exactly one of InputLocation" in refused(invoke, EndpointName=slow_endpoint)
+    assert "exactly one of InputLocation" in refused(
+        invoke, EndpointName=slow_endpoint, InputLocation=good, Body=b"{}"
+    )
+    assert "at most 128000" in refused(invoke, EndpointName=slow_endpoint, Body=b"1" * 128_001)
     assert "cannot be read" in refused(
         invoke, EndpointName=slow_endpoint, InputLocation="ftp://host/x"
     )

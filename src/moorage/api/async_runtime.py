@@ -1,7 +1,8 @@
 """InvokeEndpointAsync (spec/API.md §6.2): check the request, queue it, answer 202.
 
-The request names its input (``InputLocation``); the answer names where the result and a
-failure will be written. The work happens later, in ``jobs``.
+The request names its input (``InputLocation``) or carries it (``Body``, up to 128,000 bytes);
+the answer names where the result and a failure will be written. The work happens later, in
+``jobs``.
 """
 
 import asyncio
@@ -29,6 +30,7 @@ _FILENAME: Final = re.compile(r"(?!.*\..*\.)[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}")
 # (member, lowest, highest, default) of the numeric members; the header is the member's name.
 _TTL: Final = ("RequestTTLSeconds", 60, 21600, 21600)
 _TIMEOUT: Final = ("InvocationTimeoutSeconds", 1, 3600, 900)
+_MAX_INLINE_BODY: Final = 128_000  # AsyncBodyBlob's max (botocore's sagemaker-runtime model)
 
 
 class AsyncRuntimeApi:
@@ -46,7 +48,7 @@ class AsyncRuntimeApi:
                 f"Endpoint {route.name} is not an asynchronous endpoint (its config has no "
                 "AsyncInferenceConfig); call InvokeEndpoint."
             )
-        parsed = _parse(request.headers)
+        parsed = _parse(request.headers, request.body)
         if isinstance(parsed, str):
             return _invalid(parsed)
         return asyncio.ensure_future(self._accept(route, parsed))
@@ -66,12 +68,20 @@ class AsyncRuntimeApi:
         )
 
 
-def _parse(headers: dict[str, str]) -> AsyncRequest | str:
+def _parse(headers: dict[str, str], body: bytes) -> AsyncRequest | str:
     """The checked request, or what is wrong with it."""
-    location = headers.get(f"{_PREFIX}inputlocation")
-    if not location:
-        return "InputLocation is required: the S3 URI (or local file) of the request's body."
-    if problem := input_problem(location):
+    location = headers.get(f"{_PREFIX}inputlocation") or None
+    if (location is None) == (not body):
+        return (
+            "Provide exactly one of InputLocation (the S3 URI, or local file, of the request's "
+            "body) and Body (the request's body inline)."
+        )
+    if len(body) > _MAX_INLINE_BODY:
+        return (
+            f"Body is {len(body)} bytes; an inline body is at most {_MAX_INLINE_BODY}. "
+            "Upload larger ones and pass InputLocation."
+        )
+    if location is not None and (problem := input_problem(location)):
         return problem
     for name in _RELAYED:
         value = headers.get(name)
@@ -110,6 +120,7 @@ def _parse(headers: dict[str, str]) -> AsyncRequest | str:
     relayed = [(to, headers[name]) for name, to in _RELAYED.items() if name in headers]
     return AsyncRequest(
         input_location=location,
+        body=bytes(body) if location is None else None,
         headers=relayed,
         inference_id=inference_id,
         output_extension=extension,

@@ -42,9 +42,11 @@ _GIVE_UP_AFTER: Final = 3  # attempts whose result could not be written
 
 @dataclass(frozen=True, slots=True)
 class AsyncRequest:
-    """An InvokeEndpointAsync request, checked: ``headers`` go to the instance as they are."""
+    """An InvokeEndpointAsync request, checked: ``headers`` go to the instance as they are.
+    The input is at ``input_location`` or, inline, in ``body``."""
 
-    input_location: str
+    input_location: str | None
+    body: bytes | None
     headers: list[tuple[str, str]]
     inference_id: str | None
     output_extension: str | None
@@ -104,6 +106,8 @@ class AsyncInference:
             {
                 "InferenceId": accepted.inference_id,
                 "InputLocation": request.input_location,
+                # Kept in the row so that the request, inline body included, survives restarts.
+                "Body": None if request.body is None else base64.b64encode(request.body).decode(),
                 "Headers": request.headers,
                 "TimeoutSeconds": request.timeout_s,
                 "OutputPath": config.s3_output_path,
@@ -195,12 +199,15 @@ class AsyncInference:
             metrics.expired_requests.inc()
             message = "The request expired before it was processed (RequestTTLSeconds)."
             return await self._failed(route, variant, item, message.encode(), received=None)
-        try:
-            body = await asyncio.to_thread(objects.read, request["InputLocation"])
-        except Exception as exc:
-            metrics.request_download_failures.inc()
-            text = f"Failed to read the input from {request['InputLocation']}: {exc}"
-            return await self._failed(route, variant, item, text.encode(), received=None)
+        if (inline := request.get("Body")) is not None:
+            body = base64.b64decode(inline)
+        else:
+            try:
+                body = await asyncio.to_thread(objects.read, request["InputLocation"])
+            except Exception as exc:
+                metrics.request_download_failures.inc()
+                text = f"Failed to read the input from {request['InputLocation']}: {exc}"
+                return await self._failed(route, variant, item, text.encode(), received=None)
         instance = variant.pick()
         if instance is None:
             return False
@@ -326,7 +333,7 @@ class AsyncInference:
             "invocationStatus": "Failed" if failure is not None else "Completed",
             "requestParameters": {
                 "endpointName": endpoint,
-                "inputLocation": request["InputLocation"],
+                **({"inputLocation": location} if (location := request["InputLocation"]) else {}),
                 **({"contentType": content_type} if content_type else {}),
             },
             "responseParameters": response,
