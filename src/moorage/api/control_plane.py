@@ -326,9 +326,17 @@ def endpoint_description(view: EndpointView) -> dict[str, Any]:
     if record.failure_reason:
         answer["FailureReason"] = record.failure_reason
     desired = record.document.get("Variants", {})
+    config = documents.deployed_config(record.document.get("Resolved"))
+    routing = {
+        v["VariantName"]: v["RoutingConfig"]
+        for v in config.get("ProductionVariants", ())
+        if "RoutingConfig" in v
+    }
     variants = []
     for name, wanted in desired.items():
         summary: dict[str, Any] = {"VariantName": name, **wanted}
+        if name in routing:
+            summary["RoutingConfig"] = routing[name]
         image = view.images.get(name)
         if image:
             summary["DeployedImages"] = [
@@ -351,7 +359,6 @@ def endpoint_description(view: EndpointView) -> dict[str, Any]:
     capture = record.document.get("DataCaptureConfig")
     if capture:
         answer["DataCaptureConfig"] = _capture_summary(capture)
-    config = documents.deployed_config(record.document.get("Resolved"))
     if asynchronous := config.get("AsyncInferenceConfig"):
         answer["AsyncInferenceConfig"] = asynchronous
     if record.document.get("DeploymentConfig"):

@@ -44,6 +44,7 @@ from moorage.routing import (
 TARGET_VARIANT: Final = "x-amzn-sagemaker-target-variant"
 INFERENCE_COMPONENT: Final = "x-amzn-sagemaker-inference-component"
 TARGET_CONTAINER: Final = "x-amzn-sagemaker-target-container-hostname"
+PREFIX_AWARE_ID: Final = "x-amzn-sagemaker-prefix-aware-id"
 STREAM_ACCEPT: Final = "x-amzn-sagemaker-accept"
 STREAM_CONTENT_TYPE: Final = "X-Amzn-SageMaker-Content-Type"
 _MAX_ATTRIBUTES: Final = 1024
@@ -108,7 +109,11 @@ class RuntimeApi:
                 request.parts, started,
             )  # fmt: skip
             return result
-        instance = variant.pick() if variant is not None else None
+        instance = (
+            variant.pick_for(request.parts, headers.get(PREFIX_AWARE_ID))
+            if variant is not None
+            else None
+        )
         if variant is None or instance is None:
             return _no_instance(endpoint)
         if route.container_hostnames:
@@ -176,7 +181,7 @@ class RuntimeApi:
         result: asyncio.Future[Response] = self._loop.create_future()
         result.add_done_callback(partial(_serverless_done, serverless, self._loop))
         forwarded = [(name, value) for name, value in request.headers.items() if name in _FORWARDED]
-        instance = variant.pick()
+        instance = variant.pick_for(request.parts, request.headers.get(PREFIX_AWARE_ID))
         if instance is not None:
             self._send(result, route, variant, instance, forwarded, request.parts, started, True)
         else:
@@ -237,6 +242,11 @@ class RuntimeApi:
             return f"The variant {target_variant} does not exist on endpoint {route.name}."
         if INFERENCE_COMPONENT in headers:
             return "Inference components are not supported by moorage."
+        prefix_id = headers.get(PREFIX_AWARE_ID)
+        if prefix_id is not None and not (
+            1 <= len(prefix_id) <= 64 and prefix_id.isprintable() and not prefix_id[0].isspace()
+        ):
+            return "PrefixAwareId must be 1 to 64 printable characters, not starting with a space."
         if route.container_hostnames:
             if problem := _direct_problem(route, headers.get(TARGET_CONTAINER)):
                 return problem

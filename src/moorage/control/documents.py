@@ -19,6 +19,7 @@ from moorage.domain import (
     InferenceExecutionMode,
     Model,
     ModelCacheSetting,
+    PrefixRouting,
     ProductionVariant,
     RoutingStrategy,
     ServerlessConfig,
@@ -61,7 +62,8 @@ def model(name: str, arn: str, created: datetime, document: Document) -> Model:
 
 def variant(document: Document) -> ProductionVariant:
     serverless = document.get("ServerlessConfig")
-    routing = document.get("RoutingConfig", {}).get("RoutingStrategy")
+    routing = document.get("RoutingConfig", {})
+    strategy = routing.get("RoutingStrategy")
     return ProductionVariant(
         variant_name=document["VariantName"],
         model_name=document["ModelName"],
@@ -73,8 +75,20 @@ def variant(document: Document) -> ProductionVariant:
         container_startup_health_check_timeout_in_seconds=document.get(
             "ContainerStartupHealthCheckTimeoutInSeconds"
         ),
-        routing_strategy=RoutingStrategy(routing) if routing else None,
+        routing_strategy=RoutingStrategy(strategy) if strategy else None,
+        prefix_routing=prefix_routing(routing["PrefixAwareRoutingConfig"])
+        if "PrefixAwareRoutingConfig" in routing
+        else None,
     )
+
+
+def prefix_routing(document: Document) -> PrefixRouting:
+    length, threshold = document.get("PrefixLength"), document.get("ConcurrencyThreshold")
+    if length is None or threshold is None:
+        raise ValidationError(
+            "PrefixAwareRoutingConfig needs both PrefixLength and ConcurrencyThreshold."
+        )
+    return PrefixRouting(prefix_length=length, concurrency_threshold=threshold)
 
 
 def serverless_config(document: Document) -> ServerlessConfig:

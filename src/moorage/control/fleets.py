@@ -30,6 +30,7 @@ from moorage.domain import (
     Model,
     ModelCacheSetting,
     ProductionVariant,
+    RoutingStrategy,
 )
 from moorage.errors import InstanceUnavailable, MoorageError
 from moorage.fleet import (
@@ -150,6 +151,8 @@ class FleetBuilder:
                 weight,
                 self._metrics.for_variant(endpoint, variant.variant_name),
                 multi_model=_multi_model_source(model),
+                is_random=variant.routing_strategy is RoutingStrategy.RANDOM,
+                prefix=variant.prefix_routing,
                 capture=self._captures.tap(endpoint, variant.variant_name, capture)
                 if self._captures is not None
                 else None,

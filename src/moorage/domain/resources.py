@@ -42,6 +42,21 @@ class RoutingStrategy(StrEnum):
 
     LEAST_OUTSTANDING_REQUESTS = "LEAST_OUTSTANDING_REQUESTS"
     RANDOM = "RANDOM"
+    PREFIX_AWARE = "PREFIX_AWARE"
+    # Routes to an instance whose KV cache holds the prompt's start, else as
+    # LEAST_OUTSTANDING_REQUESTS. moorage's instances report no KV cache, so it is always
+    # that fallback here.
+    KV_AWARE = "KV_AWARE"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrefixRouting:
+    """``RoutingConfig.PrefixAwareRoutingConfig``: the first ``prefix_length`` bytes of a body
+    (with its PrefixAwareId) choose the instance, unless it has ``concurrency_threshold``
+    requests in flight."""
+
+    prefix_length: int
+    concurrency_threshold: int
 
 
 class CaptureMode(StrEnum):
@@ -154,10 +169,22 @@ class ProductionVariant:
     model_data_download_timeout_in_seconds: int | None = None
     container_startup_health_check_timeout_in_seconds: int | None = None
     routing_strategy: RoutingStrategy | None = None
+    prefix_routing: PrefixRouting | None = None
 
     def __post_init__(self) -> None:
         has_instances = self.instance_type is not None or self.initial_instance_count is not None
         where = f"Variant '{self.variant_name}'"
+        is_prefix_aware = self.routing_strategy is RoutingStrategy.PREFIX_AWARE
+        if is_prefix_aware and self.prefix_routing is None:
+            raise ValidationError(
+                f"{where} routes PREFIX_AWARE; give RoutingConfig.PrefixAwareRoutingConfig "
+                "with PrefixLength and ConcurrencyThreshold."
+            )
+        if self.prefix_routing is not None and not is_prefix_aware:
+            raise ValidationError(
+                f"{where} gives PrefixAwareRoutingConfig, which applies only to RoutingStrategy "
+                "PREFIX_AWARE."
+            )
         if self.serverless_config is not None and has_instances:
             raise ValidationError(
                 f"{where} sets both ServerlessConfig and InstanceType/InitialInstanceCount; "

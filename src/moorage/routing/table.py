@@ -1,6 +1,8 @@
 """Routes: endpoint → fleets → variants (by weight) → instances.
 
-A request for a single-model variant goes to the instance with the fewest requests in flight.
+A request for a single-model variant goes to the instance with the fewest requests in flight
+(LEAST_OUTSTANDING_REQUESTS, and KV_AWARE, which falls back to it), to any instance (RANDOM),
+or, PREFIX_AWARE, to the instance its body's prefix maps to (:meth:`VariantRoute.pick_for`).
 
 A request for a model of a multi-model variant (``TargetModel``) is placed by
 :meth:`VariantRoute.place`:
@@ -17,6 +19,7 @@ A request for a model of a multi-model variant (``TargetModel``) is placed by
 """
 
 import asyncio
+import hashlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from moorage.capture import VariantCapture
 from moorage.contract import frames
 from moorage.contract.arena import Arena
-from moorage.domain import AsyncInferenceConfig
+from moorage.domain import AsyncInferenceConfig, PrefixRouting
 from moorage.http.client import ClientResponse, ConnectionPool
 from moorage.metrics import VariantMetrics
 from moorage.routing.models import InstanceModels, Loading, MultiModelSource
@@ -171,6 +174,9 @@ class VariantRoute:
     serverless: ServerlessRoute | None = None
     # Set when the endpoint captures data: the invocation path's one check when it does not.
     capture: VariantCapture | None = None
+    # RoutingStrategy RANDOM; PREFIX_AWARE's settings.
+    is_random: bool = False
+    prefix: PrefixRouting | None = None
 
     @property
     def can_serve(self) -> bool:
@@ -178,7 +184,8 @@ class VariantRoute:
         return bool(self.instances) or self.serverless is not None
 
     def pick(self) -> InstanceRoute | None:
-        """The instance with the fewest requests in flight; ties go to a random one."""
+        """The instance with the fewest requests in flight, ties going to a random one; any
+        instance for RANDOM."""
         instances = self.instances
         if not instances:
             return None
@@ -186,11 +193,31 @@ class VariantRoute:
             return instances[0]
         start = random.randrange(len(instances))
         best = instances[start]
+        if self.is_random:
+            return best
         for i in range(1, len(instances)):
             candidate = instances[(start + i) % len(instances)]
             if candidate.outstanding < best.outstanding:
                 best = candidate
         return best
+
+    def pick_for(
+        self, body: Sequence[bytes | memoryview], prefix_id: str | None
+    ) -> InstanceRoute | None:
+        """The instance for a request with this body and PrefixAwareId: for PREFIX_AWARE, the
+        first, in the order the prefix ranks the instances, with fewer requests in flight than
+        the threshold, else the least busy; otherwise as :meth:`pick`.
+
+        The ranking is rendezvous hashing, so an instance added or replaced takes only its
+        share of prefixes, and the others keep their instance (and its warm caches)."""
+        prefix = self.prefix
+        if prefix is None or len(self.instances) < 2:
+            return self.pick()
+        key = _prefix_key(body, prefix_id, prefix.prefix_length)
+        for instance in sorted(self.instances, key=lambda i: _affinity(key, i), reverse=True):
+            if instance.outstanding < prefix.concurrency_threshold:
+                return instance
+        return self.pick()
 
     def place(self, key: str) -> Placement | None:
         """Where a request for model ``key`` goes (multi-model variants; None: no instance)."""
@@ -244,6 +271,23 @@ class VariantRoute:
             return None
         random.shuffle(candidates)
         return min(candidates, key=_room_order)
+
+
+def _prefix_key(body: Sequence[bytes | memoryview], prefix_id: str | None, length: int) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    # A NUL cannot occur in a PrefixAwareId: it ends the id, so id and body cannot run together.
+    digest.update((prefix_id or "").encode() + b"\0")
+    for part in body:
+        if length <= 0:
+            break
+        piece = part[:length]
+        digest.update(piece)
+        length -= len(piece)
+    return digest.digest()
+
+
+def _affinity(key: bytes, instance: InstanceRoute) -> bytes:
+    return hashlib.blake2b(key + instance.instance_id.encode(), digest_size=8).digest()
 
 
 def _room_order(instance: InstanceRoute) -> tuple[int, int]:
