@@ -102,3 +102,28 @@ def test_deployed_images_outlive_the_config_and_model(sm, artifacts):
     finally:
         sm.delete_endpoint(EndpointName=name)
         sm.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig=FAST_WAITER)
+
+
+def test_describe_endpoint_shows_the_configs_metrics_and_cross_region_settings(sm, artifacts):
+    model = create_model(sm, artifacts["iris"])
+    metrics = {"EnableEnhancedMetrics": True, "MetricPublishFrequencyInSeconds": 30}
+    cross_region = {
+        "MaxInvocationsPerSecondPerInstance": 50,
+        "MaxCrossRegionPercentPerEndpoint": 20,
+    }
+    config = unique("cfg")
+    sm.create_endpoint_config(
+        EndpointConfigName=config,
+        ProductionVariants=[variant("AllTraffic", model)],
+        MetricsConfig=metrics,
+        CrossRegionTrafficConfig=cross_region,
+    )
+    name = create_endpoint(sm, config)
+    try:
+        described = sm.describe_endpoint(EndpointName=name)
+        assert described["MetricsConfig"] == metrics
+        assert described["CrossRegionTrafficConfig"] == cross_region
+        assert sm.describe_endpoint_config(EndpointConfigName=config)["MetricsConfig"] == metrics
+    finally:
+        sm.delete_endpoint(EndpointName=name)
+        sm.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig=FAST_WAITER)

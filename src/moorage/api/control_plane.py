@@ -359,8 +359,9 @@ def endpoint_description(view: EndpointView) -> dict[str, Any]:
     capture = record.document.get("DataCaptureConfig")
     if capture:
         answer["DataCaptureConfig"] = _capture_summary(capture)
-    if asynchronous := config.get("AsyncInferenceConfig"):
-        answer["AsyncInferenceConfig"] = asynchronous
+    for member in ("AsyncInferenceConfig", "MetricsConfig", "CrossRegionTrafficConfig"):
+        if value := config.get(member):
+            answer[member] = value
     if record.document.get("DeploymentConfig"):
         answer["LastDeploymentConfig"] = record.document["DeploymentConfig"]
     pending = record.document.get("Pending")
