@@ -6,6 +6,7 @@ futures instead of creating tasks. Header mapping is spec/API.md §6.1 both ways
 """
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
@@ -21,6 +22,7 @@ from moorage.contract import (
     CUSTOM_ATTRIBUTES,
     FORWARDED_REQUEST_HEADERS,
     INFERENCE_ID,
+    SESSION_ID,
     TARGET_MODEL,
 )
 from moorage.errors import MoorageError
@@ -33,11 +35,13 @@ from moorage.http.client import (
     UpstreamTimeout,
 )
 from moorage.routing import (
+    NEW_SESSION,
     EndpointRoute,
     InstanceRoute,
     ModelLoader,
     RoutingTable,
     ServerlessRoute,
+    Sessions,
     VariantRoute,
 )
 
@@ -48,6 +52,7 @@ PREFIX_AWARE_ID: Final = "x-amzn-sagemaker-prefix-aware-id"
 STREAM_ACCEPT: Final = "x-amzn-sagemaker-accept"
 STREAM_CONTENT_TYPE: Final = "X-Amzn-SageMaker-Content-Type"
 _MAX_ATTRIBUTES: Final = 1024
+_SESSION: Final = re.compile(r"(?=.{1,256}$)[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 
 
 class RuntimeApi:
@@ -97,32 +102,50 @@ class RuntimeApi:
         problem = self._check_headers(headers, route)
         if problem is not None:
             return runtime_error(400, "ValidationError", problem)
-        variant = route.choose(headers.get(TARGET_VARIANT))
-        if variant is not None and variant.serverless is not None:
-            return self._invoke_serverless(route, variant, variant.serverless, request, started)
-        if variant is not None and variant.multi_model is not None:
-            target = headers[TARGET_MODEL]
-            forwarded = [(name, value) for name, value in headers.items() if name in _FORWARDED]
-            result: asyncio.Future[Response] = self._loop.create_future()
-            self._models.invoke(
-                result, route.name, variant, variant.multi_model, target, forwarded,
-                request.parts, started,
-            )  # fmt: skip
-            return result
-        instance = (
-            variant.pick_for(request.parts, headers.get(PREFIX_AWARE_ID))
-            if variant is not None
+        session_id = headers.get(SESSION_ID)
+        held = (
+            route.sessions.find(session_id)
+            if session_id is not None and session_id != NEW_SESSION
             else None
         )
+        variant: VariantRoute | None
+        instance: InstanceRoute | None
+        if held is not None:
+            variant, instance = held
+        else:
+            variant = route.choose(headers.get(TARGET_VARIANT))
+            if variant is not None and variant.serverless is not None:
+                return self._invoke_serverless(route, variant, variant.serverless, request, started)
+            if variant is not None and variant.multi_model is not None:
+                model = headers[TARGET_MODEL]
+                forwarded = [(name, value) for name, value in headers.items() if name in _FORWARDED]
+                result: asyncio.Future[Response] = self._loop.create_future()
+                self._models.invoke(
+                    result, route.name, variant, variant.multi_model, model, forwarded,
+                    request.parts, started,
+                )  # fmt: skip
+                return result
+            instance = (
+                variant.pick_for(request.parts, headers.get(PREFIX_AWARE_ID))
+                if variant is not None
+                else None
+            )
         if variant is None or instance is None:
             return _no_instance(endpoint)
+        receiver = instance
         if route.container_hostnames:
-            instance = instance.containers.get(headers[TARGET_CONTAINER], instance)
+            receiver = instance.containers.get(headers[TARGET_CONTAINER], instance)
         forwarded = [(name, value) for name, value in headers.items() if name in _FORWARDED]
         result = self._loop.create_future()
+        if session_id is not None:
+            # Registered first, so it runs before the answer is written and the session's
+            # next request finds the session.
+            result.add_done_callback(partial(_note_sessions, route.sessions, variant, instance))
+        # A session's request must reach its instance, not be retried on another.
         self._send(
-            result, route, variant, instance, forwarded, request.parts, started, True, stream
-        )
+            result, route, variant, receiver, forwarded, request.parts, started,
+            session_id is None, stream,
+        )  # fmt: skip
         return result
 
     def invoke_stream(
@@ -143,6 +166,13 @@ class RuntimeApi:
                 "supported for multi-model endpoints.",
             )
         headers = request.headers
+        if headers.get(SESSION_ID) == NEW_SESSION:
+            return runtime_error(
+                400,
+                "ValidationError",
+                "A stateful session cannot be opened by InvokeEndpointWithResponseStream; open "
+                "it with InvokeEndpoint (SessionId NEW_SESSION), then stream within it.",
+            )
         if STREAM_ACCEPT in headers:
             headers[ACCEPT] = headers.pop(STREAM_ACCEPT)
         answer = self.invoke(request, endpoint, stream=True)
@@ -242,6 +272,14 @@ class RuntimeApi:
             return f"The variant {target_variant} does not exist on endpoint {route.name}."
         if INFERENCE_COMPONENT in headers:
             return "Inference components are not supported by moorage."
+        session_id = headers.get(SESSION_ID)
+        if session_id is not None and not (
+            session_id == NEW_SESSION or _SESSION.fullmatch(session_id)
+        ):
+            return (
+                f"SessionId {session_id!r} must be NEW_SESSION or a session's id: up to 256 "
+                "letters, digits and hyphens, starting and ending with a letter or digit."
+            )
         prefix_id = headers.get(PREFIX_AWARE_ID)
         if prefix_id is not None and not (
             1 <= len(prefix_id) <= 64 and prefix_id.isprintable() and not prefix_id[0].isspace()
@@ -324,6 +362,18 @@ class RuntimeApi:
 _FORWARDED: Final = FORWARDED_REQUEST_HEADERS
 # A serverless endpoint's limit on request bodies (spec/LIMITS.md §3).
 SERVERLESS_MAX_PAYLOAD: Final = 4 * 1024 * 1024
+
+
+def _note_sessions(
+    sessions: Sessions,
+    variant: VariantRoute,
+    instance: InstanceRoute,
+    result: "asyncio.Future[Response]",
+) -> None:
+    if not result.cancelled() and result.exception() is None:
+        answer = result.result()
+        if answer.status == 200:
+            sessions.note(answer.headers, variant, instance)
 
 
 def _direct_problem(route: EndpointRoute, hostname: str | None) -> str | None:

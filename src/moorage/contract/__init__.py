@@ -7,12 +7,14 @@ for invocations, by the server.
 
 from moorage.contract.names import (
     ACCEPT,
+    CLOSED_SESSION_ID,
     CONTENT_TYPE,
     CUSTOM_ATTRIBUTES,
     DEFAULT_ACCEPT,
     FORWARDED_REQUEST_HEADERS,
     INFERENCE_ID,
     MAX_PAYLOAD_BYTES,
+    NEW_SESSION_ID,
     RELAYED_RESPONSE_HEADERS,
     SESSION_ID,
     TARGET_MODEL,
@@ -21,12 +23,14 @@ from moorage.contract.names import (
 
 __all__ = [
     "ACCEPT",
+    "CLOSED_SESSION_ID",
     "CONTENT_TYPE",
     "CUSTOM_ATTRIBUTES",
     "DEFAULT_ACCEPT",
     "FORWARDED_REQUEST_HEADERS",
     "INFERENCE_ID",
     "MAX_PAYLOAD_BYTES",
+    "NEW_SESSION_ID",
     "RELAYED_RESPONSE_HEADERS",
     "SESSION_ID",
     "TARGET_MODEL",

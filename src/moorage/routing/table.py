@@ -31,6 +31,7 @@ from moorage.domain import AsyncInferenceConfig, PrefixRouting
 from moorage.http.client import ClientResponse, ConnectionPool
 from moorage.metrics import VariantMetrics
 from moorage.routing.models import InstanceModels, Loading, MultiModelSource
+from moorage.routing.sessions import Sessions
 from moorage.routing.workers import WorkerChannels
 
 
@@ -337,6 +338,7 @@ class EndpointRoute:
     asynchronous: AsyncRoute | None = None
     # Inference pipelines in Direct mode: the containers TargetContainerHostname may name.
     container_hostnames: frozenset[str] = frozenset()
+    sessions: Sessions = field(default_factory=Sessions)
 
     def instance_count(self) -> int:
         fleets = [self.current] if self.next is None else [self.current, self.next]
