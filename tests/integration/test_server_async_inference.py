@@ -2,16 +2,26 @@
 failures, notifications, and requests that survive a server killed mid-way."""
 
 import base64
+import datetime
+import http.server
+import ipaddress
 import json
+import ssl
 import threading
 import time
 import urllib.request
 import warnings
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 with warnings.catch_warnings():
     # The v2 SDK warns that v3 exists; v2 is what most users' code still calls.
@@ -37,8 +47,66 @@ S3_ENV = {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, s3_endpoint):
-    env = {**S3_ENV, "AWS_ENDPOINT_URL_S3": s3_endpoint, "AWS_ENDPOINT_URL_SNS": s3_endpoint}
+def https_files(tmp_path_factory):
+    """An HTTPS server on 127.0.0.1 for the files of a folder, and its certificate (which the
+    moorage server is told to trust through SSL_CERT_FILE)."""
+    folder = tmp_path_factory.mktemp("https")
+    cert, key = self_signed_certificate(folder)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder / "files"))
+    (folder / "files").mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield SimpleNamespace(
+            folder=folder / "files", url=f"https://127.0.0.1:{httpd.server_port}", cert=cert
+        )
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, s3_endpoint, https_files):
+    env = {
+        **S3_ENV,
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "AWS_ENDPOINT_URL_SNS": s3_endpoint,
+        "SSL_CERT_FILE": str(https_files.cert),
+    }
     with running_server(tmp_path_factory.mktemp("data"), env=env) as running:
         yield running
 
@@ -160,6 +228,26 @@ def test_an_inline_body_is_the_input(runtime, slow_endpoint):
     assert answer["ResponseMetadata"]["HTTPStatusCode"] == 202
     result = json.loads(read_when_written(local_file(answer["OutputLocation"])))
     assert result["echo"] == "inline"
+
+
+def test_an_https_input_location_is_read(runtime, slow_endpoint, https_files):
+    (https_files.folder / "request.json").write_text(json.dumps({"echo": "over https"}))
+    answer = runtime.invoke_endpoint_async(
+        EndpointName=slow_endpoint,
+        InputLocation=f"{https_files.url}/request.json",
+        ContentType="application/json",
+    )
+    result = json.loads(read_when_written(local_file(answer["OutputLocation"])))
+    assert result["echo"] == "over https"
+
+    missing = runtime.invoke_endpoint_async(
+        EndpointName=slow_endpoint,
+        InputLocation=f"{https_files.url}/missing.json",
+        ContentType="application/json",
+    )
+    failure = read_when_written(local_file(missing["FailureLocation"])).decode()
+    assert "Failed to read the input" in failure
+    assert "404" in failure
 
 
 def test_an_input_that_cannot_be_read_is_a_failure(runtime, slow_endpoint, places):

@@ -1,18 +1,26 @@
 """Reading an asynchronous request's input or a transform job's, listing S3 keys, and telling SNS
 topics of an outcome.
 
+An input is an S3 object, a local file, or an ``https://`` URL (a presigned S3 URL, say), read
+with the standard library's client and the system's trusted certificates (``SSL_CERT_FILE``).
+
 S3 and SNS are reached with boto3's default session, so the usual AWS settings
 (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_SNS``, profiles, the credentials chain) apply, as
 for model data. Blocking: called in a thread.
 """
 
 import functools
+import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from moorage.errors import ValidationError
+
+# Seconds to connect, and between pieces of the body: a server that stops answering must not
+# hold the request.
+_HTTPS_TIMEOUT_S: Final = 60
 
 
 def input_problem(uri: str) -> str | None:
@@ -27,9 +35,11 @@ def input_problem(uri: str) -> str | None:
         return f"InputLocation {uri!r} is not a local file; write file:///absolute/path."
     if uri.startswith("/"):
         return None
+    if uri.startswith("https://"):
+        return None if urlsplit(uri).hostname else f"InputLocation {uri!r} names no host."
     return (
-        f"InputLocation {uri!r} cannot be read by moorage: give s3://bucket/key, or a local "
-        "file as file:///path or /path."
+        f"InputLocation {uri!r} cannot be read by moorage: give s3://bucket/key, an https:// "
+        "URL, or a local file as file:///path or /path."
     )
 
 
@@ -42,6 +52,9 @@ def read(uri: str) -> bytes:
             return bytes(body.read())
         finally:
             body.close()
+    if uri.startswith("https://"):
+        with urllib.request.urlopen(uri, timeout=_HTTPS_TIMEOUT_S) as answer:
+            return bytes(answer.read())
     path = Path(url2pathname(urlsplit(uri).path)) if uri.startswith("file://") else Path(uri)
     return path.read_bytes()
 
