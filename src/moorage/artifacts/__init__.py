@@ -9,7 +9,7 @@ before S3 is used, nor install anything into the running Python environment.
 
 from moorage.artifacts.codedir import resolve_code_dir
 from moorage.artifacts.eviction import DiskBudget, Lease, ModelCache
-from moorage.artifacts.fetch import materialize
+from moorage.artifacts.fetch import local_path, materialize
 from moorage.artifacts.requirements import install_requirements
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Lease",
     "ModelCache",
     "install_requirements",
+    "local_path",
     "materialize",
     "resolve_code_dir",
 ]

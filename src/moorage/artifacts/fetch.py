@@ -46,6 +46,13 @@ def materialize(
     return _materialize_local(Path(url), url, cache_dir, limits)
 
 
+def local_path(url: str) -> Path | None:
+    """The local file or folder ``url`` names (a path or a file:// URL); None for other URLs."""
+    if url.startswith("file://"):
+        return _file_url_path(url)
+    return None if is_url(url) else Path(url)
+
+
 def is_url(location: str) -> bool:
     """Whether ``location`` is a URL rather than a path (which may well contain a colon)."""
     return _URL.match(location) is not None

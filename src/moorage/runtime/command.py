@@ -5,9 +5,12 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
+from moorage.artifacts import local_path
 from moorage.errors import ValidationError
-from moorage.runtime.config import load_config
+from moorage.runtime.config import RuntimeConfig, load_config
 from moorage.runtime.serve import run
 
 
@@ -36,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cache-dir", help="where archives are unpacked (default ~/.cache/moorage)"
     )
     parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart when a file of the model (a local folder or archive) changes: edit "
+        "inference.py, save, call again (needs pip install 'moorage[reload]')",
+    )
+    parser.add_argument(
         "--worker-sockets",
         metavar="PREFIX",
         help="also let each worker listen on a Unix socket named PREFIX.w<N> (PREFIX.m<hash>.w<N> "
@@ -48,25 +57,66 @@ def example_model() -> str:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    path = args.path
-    if path is None and not args.multi_model and not os.environ.get("SAGEMAKER_BASE_DIR"):
-        path = example_model()
+    if args.path is None and not args.multi_model and not os.environ.get("SAGEMAKER_BASE_DIR"):
+        args.path = example_model()
     try:
-        config = load_config(
-            model_url=path,
-            host=args.host,
-            port=args.port,
-            unix_socket=args.unix_socket,
-            workers=args.workers,
-            multi_model=args.multi_model,
-            cache_dir=args.cache_dir,
-            worker_sockets=args.worker_sockets,
-        )
+        config = _config(args)
     except ValidationError as exc:
         print(f"moorage: {exc}", file=sys.stderr)
         return 2
+    if args.reload:
+        return _run_reloading(args, config)
     run(config)
     return 0
+
+
+def _config(args: argparse.Namespace) -> RuntimeConfig:
+    return load_config(
+        model_url=args.path,
+        host=args.host,
+        port=args.port,
+        unix_socket=args.unix_socket,
+        workers=args.workers,
+        multi_model=args.multi_model,
+        cache_dir=args.cache_dir,
+        worker_sockets=args.worker_sockets,
+    )
+
+
+def _run_reloading(args: argparse.Namespace, config: RuntimeConfig) -> int:
+    """Serve in a child process, and start a new one whenever the model's files change."""
+    try:
+        import watchfiles
+    except ImportError:
+        print("moorage: --reload needs watchfiles: pip install 'moorage[reload]'", file=sys.stderr)
+        return 2
+    watched = local_path(config.model_url) if config.model_url else None
+    if watched is None or not watched.exists():
+        print(
+            f"moorage: --reload watches a local model folder or archive, not {config.model_url}",
+            file=sys.stderr,
+        )
+        return 2
+    if config.unix_socket is None and config.port == 0:
+        print("moorage: --reload needs a fixed --port: each restart binds again", file=sys.stderr)
+        return 2
+    # Each start reads the model's files, and its configuration, afresh.
+    watchfiles.run_process(watched, target=_serve_args, args=(args,), callback=_say_reloading)
+    return 0
+
+
+def _serve_args(args: argparse.Namespace) -> None:
+    try:
+        config = _config(args)
+    except ValidationError as exc:
+        print(f"moorage: {exc}; waiting for a change", file=sys.stderr)
+        return
+    run(config)
+
+
+def _say_reloading(changes: set[tuple[Any, str]]) -> None:
+    names = ", ".join(sorted({Path(path).name for _, path in changes}))
+    print(f"moorage: {names} changed; restarting", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
