@@ -84,6 +84,10 @@ def test_deploy_predict_update_and_delete_as_with_sagemaker(session, artifacts):
     assert variant["CurrentInstanceCount"] == 2
     assert predictor.predict(IRIS, target_variant=variant["VariantName"]) == [0, 2]
 
+    # moorage has no monitoring schedules or lineage contexts: both are empty, not errors.
+    assert predictor.list_monitors() == []
+    assert predictor.endpoint_context() is None
+
     models = predictor._get_model_names()
     predictor.delete_model()
     predictor.delete_endpoint()

@@ -106,6 +106,10 @@ class ControlPlane:
             "AddTags": self.add_tags,
             "ListTags": self.list_tags,
             "DeleteTags": self.delete_tags,
+            # moorage keeps no monitoring schedules and no lineage contexts, so these lists are
+            # empty; the SDK's Predictor.list_monitors() and endpoint_context() ask for them.
+            "ListMonitoringSchedules": lambda _: {"MonitoringScheduleSummaries": []},
+            "ListContexts": lambda _: {"ContextSummaries": []},
         }
 
     @property
