@@ -14,7 +14,7 @@ as CloudWatch's Sum statistic of the per-instance metric).
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Metric
@@ -87,6 +87,34 @@ class Distribution:
         return float(self.bounds[-1])
 
 
+class _TeeCount(Count):
+    """A count of its own that also counts into ``shared``."""
+
+    __slots__ = ("shared",)
+
+    def __init__(self, shared: Count) -> None:
+        super().__init__()
+        self.shared = shared
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+        self.shared.inc(amount)
+
+
+class _TeeDistribution(Distribution):
+    """A distribution of its own that also records into ``shared``."""
+
+    __slots__ = ("shared",)
+
+    def __init__(self, shared: Distribution) -> None:
+        super().__init__(shared.bounds)
+        self.shared = shared
+
+    def observe(self, value: float) -> None:
+        super().observe(value)
+        self.shared.observe(value)
+
+
 @dataclass(frozen=True, slots=True)
 class VariantMetrics:
     """One variant's series. Plain numbers, updated by the event loop thread alone: recording
@@ -117,6 +145,19 @@ class VariantMetrics:
     request_download_failures: Count = field(default_factory=Count)
     response_upload_failures: Count = field(default_factory=Count)
     notification_failures: Count = field(default_factory=Count)
+
+    def tee(self) -> "VariantMetrics":
+        """Series that start at zero and record into these too: what one fleet serves from now
+        on (a deployment's alarms watch the new fleet), while the variant's own series, which
+        every fleet of the variant shares, go on counting everything."""
+        series: dict[str, Count | Distribution] = {}
+        for member in fields(self):
+            shared = getattr(self, member.name)
+            if isinstance(shared, Count):
+                series[member.name] = _TeeCount(shared)
+            else:
+                series[member.name] = _TeeDistribution(shared)
+        return VariantMetrics(**series)  # type: ignore[arg-type]  # each member has its own type
 
 
 # (attribute of VariantMetrics, exported name, help): counters, gauges, histograms, summaries.

@@ -74,3 +74,20 @@ def test_the_console_reads_an_endpoints_variants_without_creating_any():
     assert metrics.of_endpoint("missing") == {}
     assert "missing" not in generate_latest(metrics.registry).decode()
     assert metrics.backlog("ep") is None
+
+
+def test_a_tee_counts_from_zero_and_into_the_shared_series_too():
+    metrics = EndpointMetrics()
+    shared = metrics.for_variant("ep", "AllTraffic")
+    shared.invocations.inc(3)
+    tee = shared.tee()
+    tee.invocations.inc()
+    tee.model_latency.observe(1_000)
+    assert (tee.invocations.value, shared.invocations.value) == (1.0, 4.0)
+    assert (tee.model_latency.count, shared.model_latency.count) == (1, 1)
+    assert (
+        samples(metrics)[
+            ("Invocations_total", (("EndpointName", "ep"), ("VariantName", "AllTraffic")))
+        ]
+        == 4.0
+    )

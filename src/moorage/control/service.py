@@ -17,6 +17,7 @@ from moorage.capture import destination
 from moorage.config import ServerConfig
 from moorage.control import documents
 from moorage.control.fleets import RunningFleet
+from moorage.control.guardrails import check_deployment_config
 from moorage.domain import (
     ENDPOINT_TRANSITIONAL,
     AsyncInferenceConfig,
@@ -26,6 +27,7 @@ from moorage.domain import (
     ResourceKind,
     TransformJobStatus,
     arn,
+    check_instance_count,
     parse_arn,
 )
 from moorage.errors import NotFound, ValidationError
@@ -97,7 +99,10 @@ class ControlService:
                     "prefix (s3://bucket/prefix/ or a folder) that TargetModel paths are under."
                 )
             budget = container.environment.get(MEMORY_BUDGET_VAR)
-            if budget is not None and not (budget.isdigit() and int(budget) > 0):
+            # isascii: str.isdigit() takes '²' too, which int() refuses.
+            if budget is not None and not (
+                budget.isascii() and budget.isdigit() and int(budget) > 0
+            ):
                 raise ValidationError(
                     f"Environment {MEMORY_BUDGET_VAR}={budget!r} of model '{name}' must be a "
                     "positive whole number of MiB."
@@ -207,10 +212,9 @@ class ControlService:
         name = document["EndpointName"]
         config = self.endpoint_config(document["EndpointConfigName"])
         endpoint_arn = self.arn(ResourceKind.ENDPOINT, name)
-        state: dict[str, Any] = {
-            "Variants": _initial_variants(config),
-            "Resolved": self._snapshot(config),
-        }
+        variants = _initial_variants(config)
+        check_deployment_config(document.get("DeploymentConfig"), _instance_counts(variants))
+        state: dict[str, Any] = {"Variants": variants, "Resolved": self._snapshot(config)}
         if document.get("DeploymentConfig"):
             state["DeploymentConfig"] = document["DeploymentConfig"]
         if config.document.get("DataCaptureConfig"):
@@ -277,6 +281,7 @@ class ControlService:
         deployment = params.get("DeploymentConfig")
         if deployment is None and params.get("RetainDeploymentConfig"):
             deployment = record.document.get("DeploymentConfig")
+        check_deployment_config(deployment, _instance_counts(variants))
         state = dict(record.document)
         state["Pending"] = {
             "Variants": variants,
@@ -307,6 +312,9 @@ class ControlService:
                     f"The variant {variant} does not exist on endpoint {record.name}."
                 )
             wanted = variants[variant]
+            if "DesiredInstanceCount" in change:
+                where = f"Variant '{variant}' DesiredInstanceCount"
+                check_instance_count(change["DesiredInstanceCount"], where)
             for prop in ("DesiredWeight", "DesiredInstanceCount"):
                 if prop in change:
                     wanted[prop] = change[prop]
@@ -491,6 +499,13 @@ def _initial_variants(config: EndpointConfigRecord) -> dict[str, dict[str, Any]]
             wanted["DesiredInstanceCount"] = int(v.get("InitialInstanceCount", 1))
         variants[v["VariantName"]] = wanted
     return variants
+
+
+def _instance_counts(variants: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Instances of each variant; none when the endpoint is serverless."""
+    if any(_is_serverless(v) for v in variants.values()):
+        return {}
+    return {name: int(v["DesiredInstanceCount"]) for name, v in variants.items()}
 
 
 def _check_async_config(config: AsyncInferenceConfig) -> None:
