@@ -16,8 +16,9 @@ from typing import Any
 from moorage.capture import CaptureWriter
 from moorage.config import ServerConfig
 from moorage.control import documents
+from moorage.control.deployment import Guard, Rollout
 from moorage.control.fleets import FleetBuilder, FleetFailed, RunningFleet, RunningVariant
-from moorage.control.rollout import traffic_steps
+from moorage.control.rollout import Plan, plan
 from moorage.domain import EndpointStatus, Model, ProductionVariant
 from moorage.errors import MoorageError
 from moorage.fleet import LocalProcessFleet
@@ -54,6 +55,8 @@ class Reconciler:
             fleet, metrics, config, lambda _: self.wake(), arena=table.arena, captures=captures
         )
         self._fleets: dict[str, RunningFleet] = {}
+        # New fleets left serving by an update whose rollback failed (UpdateRollbackFailed).
+        self._stranded: dict[str, RunningFleet] = {}
         self._operations: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._heal_after: dict[str, float] = {}
@@ -123,6 +126,12 @@ class Reconciler:
             if record.pending_config_name:
                 return self._update(record)
             return self._rescale(record)
+        if status is S.ROLLING_BACK:
+            # A rollback the server stopped in the middle of: the old fleet is brought back.
+            if key not in self._fleets:
+                return self._restore(record)
+            settled = {k: v for k, v in record.document.items() if k != "Pending"}
+            return self._finish_rollback(record, record.failure_reason, settled)
         return None
 
     # building blocks
@@ -197,9 +206,11 @@ class Reconciler:
 
     async def _stop_fleet(self, key: str) -> None:
         fleet = self._fleets.pop(key, None)
+        stranded = self._stranded.pop(key, None)
         self._table.remove(key)
-        if fleet is not None:
-            await self._builder.stop(fleet)
+        for running in (fleet, stranded):
+            if running is not None:
+                await self._builder.stop(running)
 
     # operations
 
@@ -226,7 +237,8 @@ class Reconciler:
             )
         except MoorageError as exc:
             log.error("endpoint %s failed: %s", record.name, exc)
-            await self._set_status(record, record.status, S.FAILED, failure_reason=str(exc))
+            failed = S.UPDATE_ROLLBACK_FAILED if record.status is S.ROLLING_BACK else S.FAILED
+            await self._set_status(record, record.status, failed, failure_reason=str(exc))
             return False
         self._install(record, fleet, _resolved(record))
         return True
@@ -287,19 +299,28 @@ class Reconciler:
         await self._set_status(record, S.UPDATING, S.IN_SERVICE, failure_reason=None)
 
     async def _update(self, record: EndpointRecord) -> None:
-        """UpdateEndpoint, blue/green: the new fleet is healthy before any traffic moves."""
+        """UpdateEndpoint: the new fleet is healthy before any traffic moves to it; traffic
+        moves as the DeploymentConfig says, and back if a guardrail trips (``deployment``)."""
         key = _key(record.name)
         blue = self._fleets[key]
         assert record.pending_config_name is not None
         pending = record.document.get("Pending", {})
         settled = {k: v for k, v in record.document.items() if k != "Pending"}
+        deployment = pending.get("DeploymentConfig")
+        started = asyncio.get_running_loop().time()
         try:
-            green = await self._build(
-                record,
-                record.pending_config_name,
-                pending.get("Variants", {}),
-                pending.get("Resolved"),
-                pending.get("DataCaptureConfig"),
+            wanted = await self._variants(
+                record.pending_config_name, pending.get("Variants", {}), pending.get("Resolved")
+            )
+            steps = _plan_update(deployment, blue, wanted)
+            variants = wanted
+            if steps.batch is not None:
+                # Rolling: the new fleet starts with one batch, and grows to what is wanted.
+                variants = [(v, m, w, min(c, steps.batch)) for v, m, w, c in wanted]
+            capture = pending.get("DataCaptureConfig")
+            settings = documents.data_capture_config(capture) if capture else None
+            green = await self._builder.build(
+                record.name, record.pending_config_name, variants, settings
             )
         except MoorageError as exc:
             log.error("update of %s failed; keeping the current fleet: %s", record.name, exc)
@@ -314,12 +335,21 @@ class Reconciler:
             return
         route = self._table.get(record.name)
         assert route is not None
-        route.next = green.route
-        deployment = pending.get("DeploymentConfig")
-        for share, wait_s in traffic_steps(deployment, _instance_count(green)):
-            route.next_share = share
-            if wait_s:
-                await asyncio.sleep(wait_s)
+        guard = Guard(steps.alarms, timeout_s=steps.timeout_s or 0.0)
+        if steps.timeout_s is not None:
+            guard.deadline = started + steps.timeout_s
+        rollout = Rollout(self._builder, route, blue, green, guard)
+        rollout.start()
+        if steps.batch is not None:
+            for variant, _, _, count in wanted:
+                green.variants[variant.variant_name].desired_count = count
+            reason = await rollout.rolling(steps.batch, steps.wait_s)
+        else:
+            reason = await rollout.blue_green(steps.steps)
+        if reason is not None:
+            await self._roll_back(record, rollout, steps.rollback_batch, reason, settled)
+            return
+        rollout.finish()
         self._install(record, green, pending.get("Resolved"))
         moved = await self._set_status(
             record,
@@ -336,12 +366,49 @@ class Reconciler:
                 "DataCaptureConfig": pending.get("DataCaptureConfig"),
             },
         )
-        termination_wait = _termination_wait(deployment)
-        if termination_wait:
-            await asyncio.sleep(termination_wait)
+        if steps.termination_wait_s:
+            await asyncio.sleep(steps.termination_wait_s)
         await self._builder.stop(blue)
         if not moved:
             self.wake()
+
+    async def _roll_back(
+        self,
+        record: EndpointRecord,
+        rollout: Rollout,
+        batch: int | None,
+        reason: str,
+        settled: dict[str, Any],
+    ) -> None:
+        """Updating -> RollingBack -> InService on the old config, with ``reason``; or
+        UpdateRollbackFailed, both fleets serving, if the old one cannot be restored."""
+        log.warning("rolling back the update of %s: %s", record.name, reason)
+        moving = await self._set_status(record, S.UPDATING, S.ROLLING_BACK, failure_reason=reason)
+        failure = await rollout.roll_back(batch)
+        if failure is not None:
+            self._stranded[_key(record.name)] = rollout.green
+            if moving:
+                await self._set_status(
+                    record,
+                    S.ROLLING_BACK,
+                    S.UPDATE_ROLLBACK_FAILED,
+                    failure_reason=f"{reason} {failure}",
+                )
+            return
+        if moving:
+            await self._finish_rollback(record, reason, settled)
+
+    async def _finish_rollback(
+        self, record: EndpointRecord, reason: str | None, settled: dict[str, Any]
+    ) -> None:
+        await self._set_status(
+            record,
+            S.ROLLING_BACK,
+            S.IN_SERVICE,
+            failure_reason=reason,
+            pending_config_name=None,
+            document=settled,
+        )
 
     async def _delete(self, record: EndpointRecord) -> None:
         key = _key(record.name)
@@ -364,10 +431,10 @@ class Reconciler:
         for task in list(self._operations.values()):
             task.cancel()
         await asyncio.gather(*self._operations.values(), return_exceptions=True)
-        await asyncio.gather(
-            *(self._builder.stop(f) for f in self._fleets.values()), return_exceptions=True
-        )
+        fleets = [*self._fleets.values(), *self._stranded.values()]
+        await asyncio.gather(*(self._builder.stop(f) for f in fleets), return_exceptions=True)
         self._fleets.clear()
+        self._stranded.clear()
 
 
 def _async_route(fleet: RunningFleet, resolved: dict[str, Any] | None) -> AsyncRoute | None:
@@ -414,6 +481,17 @@ def _instance_count(fleet: RunningFleet) -> int:
     return sum(v.desired_count for v in fleet.variants.values())
 
 
-def _termination_wait(deployment_config: dict[str, Any] | None) -> float:
-    policy = (deployment_config or {}).get("BlueGreenUpdatePolicy", {})
-    return float(policy.get("TerminationWaitInSeconds", 0))
+def _plan_update(
+    deployment_config: dict[str, Any] | None,
+    blue: RunningFleet,
+    green: list[tuple[ProductionVariant, Model, float, int]],
+) -> Plan:
+    counts = [count for variant, _, _, count in green if variant.serverless_config is None]
+    old = [v for v in blue.variants.values() if v.variant.serverless_config is None]
+    return plan(
+        deployment_config,
+        sum(counts),
+        old_instances=sum(v.desired_count for v in old),
+        is_guarded=len(counts) == len(green),
+        can_roll=len(counts) == 1 and len(green) == 1 and len(old) == len(blue.variants) == 1,
+    )
