@@ -12,13 +12,15 @@ cannot be read (kernels before 4.14), RSS from ``/proc/PID/status`` stands in: a
 from collections.abc import Iterable
 from pathlib import Path
 
+from moorage.procfs import fields_kib
+
 
 def process_memory(pid: int) -> int | None:
     """Bytes of memory process ``pid`` alone holds (USS), else its RSS; None if unreadable."""
-    fields = _fields_kib(f"/proc/{pid}/smaps_rollup", ("Private_Clean:", "Private_Dirty:"))
+    fields = fields_kib(f"/proc/{pid}/smaps_rollup", ("Private_Clean:", "Private_Dirty:"))
     if len(fields) == 2:
         return sum(fields.values()) * 1024
-    rss = _fields_kib(f"/proc/{pid}/status", ("VmRSS:",))
+    rss = fields_kib(f"/proc/{pid}/status", ("VmRSS:",))
     return rss["VmRSS:"] * 1024 if rss else None
 
 
@@ -29,7 +31,7 @@ def processes_memory(pids: Iterable[int]) -> int:
 
 def memory_available() -> int | None:
     """Bytes the kernel could give to a new process without swapping (None off Linux)."""
-    value = _fields_kib("/proc/meminfo", ("MemAvailable:",))
+    value = fields_kib("/proc/meminfo", ("MemAvailable:",))
     return value["MemAvailable:"] * 1024 if value else None
 
 
@@ -43,16 +45,3 @@ def tree_size(folder: Path) -> int:
         except OSError:
             continue
     return total
-
-
-def _fields_kib(path: str, names: tuple[str, ...]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    try:
-        with open(path) as lines:
-            for line in lines:
-                name = line.split(maxsplit=1)[0] if line.strip() else ""
-                if name in names:
-                    found[name] = int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return {}
-    return found
