@@ -6,6 +6,7 @@ MoorageError
 ├── NotFound                 the named resource does not exist
 ├── Conflict                 in use, or in the wrong status
 │   └── InvalidTransition    a state machine refused
+├── LimitExceeded            the request asks for more than moorage can run (instances)
 ├── InstanceUnavailable      no healthy instance or worker, or it died mid-request
 ├── LoadError                a model could not be loaded (install, import or model_fn)
 └── ModelError               user code failed; carries the status and body it produced
@@ -34,6 +35,10 @@ class Conflict(MoorageError):
 
 class InvalidTransition(Conflict):
     """A state machine refused a transition."""
+
+
+class LimitExceeded(MoorageError):
+    """The request asks for more than moorage can run, such as more instances than its limit."""
 
 
 class InstanceUnavailable(MoorageError):

@@ -26,6 +26,23 @@ log = logging.getLogger(__name__)
 
 Params = Mapping[str, Any]
 _DEFAULT_MAX_RESULTS: Final = 10
+# SageMaker's deepest input shape nests 7 levels. Validation and storage recurse once per level
+# or more, so a body nested hundreds deep (in an unknown member too) must stop here.
+_MAX_DEPTH: Final = 32
+
+
+def _is_too_deep(params: dict[str, Any]) -> bool:
+    level: list[Any] = [params]
+    for _ in range(_MAX_DEPTH):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if isinstance(value, dict) else value)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _time(value: datetime) -> float:
@@ -130,10 +147,16 @@ class ControlPlane:
             return control_error(400, "UnknownOperationException", message)
         try:
             params = json.loads(request.body or b"{}")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested ~1000 deep
             return control_error(400, "SerializationException", f"Body is not JSON: {exc}")
         if not isinstance(params, dict):
             return control_error(400, "SerializationException", "Body must be a JSON object.")
+        if _is_too_deep(params):
+            return control_error(
+                400,
+                "SerializationException",
+                f"Body is nested deeper than {_MAX_DEPTH} levels; no SageMaker input is.",
+            )
         try:
             result = await asyncio.to_thread(self._run, name, operation, params)
         except MoorageError as exc:

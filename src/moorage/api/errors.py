@@ -23,6 +23,8 @@ CONTROL_PLANE_ERRORS: Final[dict[type[errors.MoorageError], tuple[int, str]]] = 
     errors.NotFound: (400, "ValidationException"),
     errors.Conflict: (400, "ValidationException"),
     errors.InvalidTransition: (400, "ValidationException"),
+    # SageMaker's answer to a request over a quota (spec/API.md §1, LIMITS.md §9).
+    errors.LimitExceeded: (400, "ResourceLimitExceeded"),
     errors.InstanceUnavailable: (503, "ServiceUnavailable"),
     errors.LoadError: (400, "ValidationException"),
     errors.ModelError: (400, "ValidationException"),
@@ -35,6 +37,7 @@ RUNTIME_ERRORS: Final[dict[type[errors.MoorageError], tuple[int, str]]] = {
     errors.NotFound: (400, "ValidationError"),
     errors.Conflict: (400, "ValidationError"),
     errors.InvalidTransition: (400, "ValidationError"),
+    errors.LimitExceeded: (400, "ValidationError"),
     errors.InstanceUnavailable: (503, "ServiceUnavailable"),
     errors.LoadError: (424, "ModelError"),
     errors.ModelError: (424, "ModelError"),

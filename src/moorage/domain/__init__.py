@@ -21,6 +21,7 @@ from moorage.domain.resources import (
     ProductionVariant,
     RoutingStrategy,
     ServerlessConfig,
+    check_instance_count,
 )
 from moorage.domain.status import (
     ENDPOINT_TRANSITIONAL,
@@ -56,6 +57,7 @@ __all__ = [
     "VariantStatus",
     "advance",
     "arn",
+    "check_instance_count",
     "parse_arn",
     "traffic_shares",
 ]

@@ -11,9 +11,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Final
 
 from moorage.domain.status import EndpointStatus
-from moorage.errors import ValidationError
+from moorage.errors import LimitExceeded, ValidationError
+
+# Instances of one variant or transform job. botocore's model sets no maximum, and each
+# instance is a local process: a count like 10**12 would hang the server while it starts them,
+# so moorage refuses it as SageMaker refuses a count over the account's quota.
+MAX_INSTANCE_COUNT: Final = 100
+
+
+def check_instance_count(count: int, where: str) -> None:
+    """Raise LimitExceeded if ``count`` instances are more than moorage starts for one variant
+    or job; ``where`` names the member (``Variant 'v' InitialInstanceCount``)."""
+    if count > MAX_INSTANCE_COUNT:
+        raise LimitExceeded(
+            f"{where} is {count}; moorage runs at most {MAX_INSTANCE_COUNT} instances of a "
+            "variant or transform job."
+        )
 
 
 class ContainerMode(StrEnum):
@@ -197,6 +213,7 @@ class ProductionVariant:
                 )
             if self.initial_instance_count < 1:
                 raise ValidationError(f"{where} needs InitialInstanceCount of 1 or more.")
+            check_instance_count(self.initial_instance_count, f"{where} InitialInstanceCount")
         if self.initial_variant_weight < 0:
             raise ValidationError(f"{where} needs InitialVariantWeight of 0 or more.")
 

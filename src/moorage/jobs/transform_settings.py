@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from moorage.capture import destination
 from moorage.contract import ACCEPT, CONTENT_TYPE
+from moorage.domain import check_instance_count
 from moorage.errors import ValidationError
 from moorage.jobs.data_processing import DataFormat, DataProcessing, JsonPathFilter, data_format
 from moorage.jobs.records import BatchStrategy, SplitType
@@ -111,6 +112,7 @@ class TransformSettings:
             )
         if self.instance_count < 1:
             raise ValidationError("TransformResources.InstanceCount must be 1 or more.")
+        check_instance_count(self.instance_count, "TransformResources.InstanceCount")
 
     def effective(self, parameters: Mapping[str, Any] | None) -> Effective:
         """The job's own values, else the container's (``/execution-parameters``), else the

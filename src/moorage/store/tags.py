@@ -2,6 +2,7 @@
 ARN the caller spells with capitals names the same resource)."""
 
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 import sqlalchemy as sa
 
@@ -9,6 +10,8 @@ from moorage.store._engine import Database
 from moorage.store._tables import tags as _table
 from moorage.store.listing import fingerprint_of, make_token, read_token
 from moorage.store.records import Page, Tag
+
+_MOST_TAGS: Final = 10_000
 
 
 class Tags:
@@ -38,6 +41,9 @@ class Tags:
         """One page of the resource's tags, in key order."""
         if max_results < 1:
             raise ValueError(f"max_results must be 1 or more, not {max_results}")
+        # ListTags.MaxResults has no maximum, but LIMIT takes a 64-bit integer (SQLite and
+        # PostgreSQL); a page holds at most this many, and NextToken gives the rest.
+        max_results = min(max_results, _MOST_TAGS)
         arn = resource_arn.lower()
         query_print = fingerprint_of("tags", arn)
         statement = sa.select(_table.c.tag_key, _table.c.tag_value).where(
