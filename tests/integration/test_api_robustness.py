@@ -4,6 +4,7 @@ or a dead server. Each case here once broke that rule."""
 import pytest
 
 from tests.integration.test_api_contract import error_of, unique
+from tests.integration.test_server_async_inference import deploy_async
 from tests.integration.test_server_fleet import (
     create_config,
     create_endpoint,
@@ -15,6 +16,15 @@ TOO_MANY = 10**12  # once made the server start as many instances, and hang or d
 
 
 @pytest.fixture(scope="module")
+def loose(server):
+    """Clients that send what botocore would refuse, as other SDKs and hand-made calls can."""
+    return {
+        service: server.client(service, parameter_validation=False)
+        for service in ("sagemaker", "sagemaker-runtime")
+    }
+
+
+@pytest.fixture(scope="module")
 def model(sm, artifacts):
     return create_model(sm, artifacts["echo"])
 
@@ -22,6 +32,11 @@ def model(sm, artifacts):
 @pytest.fixture(scope="module")
 def endpoint(sm, model):
     return create_endpoint(sm, create_config(sm, variant("AllTraffic", model)))
+
+
+@pytest.fixture(scope="module")
+def async_endpoint(sm, model, tmp_path_factory):
+    return deploy_async(sm, model, f"file://{tmp_path_factory.mktemp('async')}")
 
 
 def transform_job(model: str, count: int, folder) -> dict:
@@ -99,3 +114,45 @@ def test_memory_budget_of_non_ascii_digits_is_a_validation_error(sm, artifacts):
     )
     assert (code, status) == ("ValidationException", 400)
     assert "MOORAGE_MEMORY_BUDGET_MB" in message
+
+
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [
+        # int() refuses over 4300 digits, and str.isdigit() let them through to it.
+        ("RequestTTLSeconds", "0" * 5000 + "60"),
+        ("InvocationTimeoutSeconds", "9" * 5000),
+        ("InputLocation", "s3://bucket/" + "k" * 1100),  # the model's max is 1024
+    ],
+)
+def test_async_invocation_headers_past_their_shape_are_validation_errors(
+    loose, async_endpoint, member, value
+):
+    body = {} if member == "InputLocation" else {"Body": b"{}"}
+    code, message, status = error_of(
+        loose["sagemaker-runtime"].invoke_endpoint_async,
+        EndpointName=async_endpoint,
+        **body,
+        **{member: value},
+    )
+    assert (code, status) == ("ValidationError", 400)
+    assert member in message
+
+
+@pytest.mark.parametrize("operation", ["invoke_endpoint", "invoke_endpoint_with_response_stream"])
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [
+        ("InferenceId", "caf\u00e9"),  # \p{Print} is ASCII only in Java, as in the model
+        ("ContentType", "application/" + "x" * 1024),  # the model's max is 1024
+        ("Accept", "application/" + "x" * 1024),
+    ],
+)
+def test_invocation_headers_past_their_shape_are_validation_errors(
+    runtime, endpoint, operation, member, value
+):
+    kwargs = {"ContentType": "application/json", member: value}
+    code, _, status = error_of(
+        getattr(runtime, operation), EndpointName=endpoint, Body=b"{}", **kwargs
+    )
+    assert (code, status) == ("ValidationError", 400)

@@ -11,6 +11,7 @@ import re
 from typing import Final
 
 from moorage.api.errors import request_id, runtime_error
+from moorage.api.runtime import is_print_id
 from moorage.contract import ACCEPT, CONTENT_TYPE, CUSTOM_ATTRIBUTES, INFERENCE_ID
 from moorage.http import Request, Response
 from moorage.jobs import AsyncInference, AsyncRequest
@@ -27,10 +28,14 @@ _RELAYED: Final = {
 }
 _EXTENSION: Final = re.compile(r"(?!s3:|https:)[a-zA-Z0-9!_.*'()/-]{1,512}")
 _FILENAME: Final = re.compile(r"(?!.*\..*\.)[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}")
+# Not str.isdigit(), which takes '²' (int() refuses it) and any number of digits (int() refuses
+# over 4300).
+_WHOLE: Final = re.compile(r"[0-9]{1,9}")
 # (member, lowest, highest, default) of the numeric members; the header is the member's name.
 _TTL: Final = ("RequestTTLSeconds", 60, 21600, 21600)
 _TIMEOUT: Final = ("InvocationTimeoutSeconds", 1, 3600, 900)
 _MAX_INLINE_BODY: Final = 128_000  # AsyncBodyBlob's max (botocore's sagemaker-runtime model)
+_MAX_LOCATION: Final = 1024  # InputLocationHeader's max (the same model)
 
 
 class AsyncRuntimeApi:
@@ -81,6 +86,8 @@ def _parse(headers: dict[str, str], body: bytes) -> AsyncRequest | str:
             f"Body is {len(body)} bytes; an inline body is at most {_MAX_INLINE_BODY}. "
             "Upload larger ones and pass InputLocation."
         )
+    if location is not None and len(location) > _MAX_LOCATION:
+        return f"InputLocation is {len(location)} characters; it may have at most {_MAX_LOCATION}."
     if location is not None and (problem := input_problem(location)):
         return problem
     for name in _RELAYED:
@@ -88,12 +95,8 @@ def _parse(headers: dict[str, str], body: bytes) -> AsyncRequest | str:
         if value is not None and (len(value) > 1024 or not value.isascii()):
             return f"Header {name} must be at most 1024 ASCII characters."
     inference_id = headers.get(INFERENCE_ID)
-    if inference_id is not None and not (
-        1 <= len(inference_id) <= 64
-        and inference_id.isprintable()
-        and not inference_id[0].isspace()
-    ):
-        return "InferenceId must be 1 to 64 printable characters, not starting with a space."
+    if inference_id is not None and not is_print_id(inference_id):
+        return "InferenceId must be 1 to 64 printable ASCII characters, not starting with a space."
     extension = headers.get(f"{_PREFIX}s3outputpathextension")
     if extension is not None and (
         not _EXTENSION.fullmatch(extension) or ".." in extension.split("/")
@@ -113,7 +116,7 @@ def _parse(headers: dict[str, str], body: bytes) -> AsyncRequest | str:
         text = headers.get(f"{_PREFIX}{member.lower()}")
         if text is None:
             numbers.append(default)
-        elif not text.isdigit() or not lowest <= int(text) <= highest:
+        elif not _WHOLE.fullmatch(text) or not lowest <= int(text) <= highest:
             return f"{member} must be a whole number from {lowest} to {highest}."
         else:
             numbers.append(int(text))

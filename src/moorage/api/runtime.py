@@ -264,9 +264,15 @@ class RuntimeApi:
             len(attributes) > _MAX_ATTRIBUTES or not attributes.isascii()
         ):
             return "CustomAttributes must be at most 1024 visible ASCII characters."
+        for name in (CONTENT_TYPE, ACCEPT):
+            value = headers.get(name)
+            if value is not None and (len(value) > _MAX_ATTRIBUTES or not value.isascii()):
+                return f"Header {name} must be at most 1024 ASCII characters."
         inference_id = headers.get(INFERENCE_ID)
-        if inference_id is not None and not 1 <= len(inference_id) <= 64:
-            return "InferenceId must be 1 to 64 characters long."
+        if inference_id is not None and not is_print_id(inference_id):
+            return (
+                "InferenceId must be 1 to 64 printable ASCII characters, not starting with a space."
+            )
         target_variant = headers.get(TARGET_VARIANT)
         if target_variant is not None and not route.has_variant(target_variant):
             return f"The variant {target_variant} does not exist on endpoint {route.name}."
@@ -281,10 +287,11 @@ class RuntimeApi:
                 "letters, digits and hyphens, starting and ending with a letter or digit."
             )
         prefix_id = headers.get(PREFIX_AWARE_ID)
-        if prefix_id is not None and not (
-            1 <= len(prefix_id) <= 64 and prefix_id.isprintable() and not prefix_id[0].isspace()
-        ):
-            return "PrefixAwareId must be 1 to 64 printable characters, not starting with a space."
+        if prefix_id is not None and not is_print_id(prefix_id):
+            return (
+                "PrefixAwareId must be 1 to 64 printable ASCII characters, not starting with a "
+                "space."
+            )
         if route.container_hostnames:
             if problem := _direct_problem(route, headers.get(TARGET_CONTAINER)):
                 return problem
@@ -362,6 +369,14 @@ class RuntimeApi:
 _FORWARDED: Final = FORWARDED_REQUEST_HEADERS
 # A serverless endpoint's limit on request bodies (spec/LIMITS.md §3).
 SERVERLESS_MAX_PAYLOAD: Final = 4 * 1024 * 1024
+
+
+def is_print_id(value: str) -> bool:
+    """Whether ``value`` matches botocore's ``\\A\\S[\\p{Print}]*\\z`` in 1 to 64 characters
+    (InferenceId, PrefixAwareId). Java's ``\\p{Print}`` is ASCII only."""
+    return (
+        0 < len(value) <= 64 and value.isascii() and value.isprintable() and not value[0].isspace()
+    )
 
 
 def _note_sessions(
