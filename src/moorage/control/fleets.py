@@ -421,7 +421,7 @@ def _multi_model_source(model: Model) -> MultiModelSource | None:
     return MultiModelSource(
         ModelPrefix(container.model_data_url),
         is_cache_enabled=container.model_cache_setting is ModelCacheSetting.ENABLED,
-        workers=int(workers) if workers.isdigit() and int(workers) > 0 else 1,
+        workers=int(workers) if workers.isascii() and workers.isdigit() and int(workers) > 0 else 1,
         is_fetched_here=classify_image(container.image) is ImageKind.LOCAL_COMMAND,
     )
 

@@ -89,6 +89,11 @@ class Reconciler:
             operation = self._plan(record)
             if operation is not None:
                 self._start(key, operation)
+        # Endpoints another server sharing the database deleted, all of it before this one saw
+        # them Deleting.
+        known = {_key(record.name) for record in records}
+        for key in self._fleets.keys() - known - self._operations.keys():
+            self._start(key, self._drop(key))
 
     def _start(self, key: str, operation: Awaitable[None]) -> None:
         task = asyncio.ensure_future(operation)
@@ -114,6 +119,8 @@ class Reconciler:
         if status is S.IN_SERVICE:
             if key not in self._fleets:
                 return self._restore(record)
+            if self._is_behind(key, record):
+                return self._follow(record)
             if self._needs_healing(key):
                 return self._heal(record)
             idle = self._builder.idle_serverless(self._fleets[key], self._config.serverless_idle_s)
@@ -270,33 +277,75 @@ class Reconciler:
 
     async def _rescale(self, record: EndpointRecord) -> None:
         """UpdateEndpointWeightsAndCapacities: new weights at once, then instance counts."""
-        fleet = self._fleets[_key(record.name)]
-        desired = _desired(record)
         try:
-            for name, variant in fleet.variants.items():
-                wanted = desired.get(name, {})
-                if "DesiredWeight" in wanted:
-                    variant.route.weight = float(wanted["DesiredWeight"])
-                if "DesiredInstanceCount" in wanted:
-                    variant.desired_count = int(wanted["DesiredInstanceCount"])
-                serverless = variant.route.serverless
-                if serverless is not None and "DesiredServerlessConfig" in wanted:
-                    variant.variant = _serverless(variant.variant, wanted)
-                    variant.desired_count = _warm_count(variant.variant)
-                    config = variant.variant.serverless_config
-                    assert config is not None
-                    serverless.max_concurrency = config.max_concurrency
-                    # Serverless variants grow on demand and shrink when idle, not here; a warm
-                    # instance newly wanted is started by healing.
-                    continue
-                while len(variant.instances) < variant.desired_count:
-                    await self._builder.add_instance(fleet, variant)
-                while len(variant.instances) > variant.desired_count:
-                    await self._builder.remove_instance(variant, variant.instances[-1])
+            await self._apply_desired(record)
         except MoorageError as exc:
             await self._set_status(record, S.UPDATING, S.IN_SERVICE, failure_reason=str(exc))
             return
         await self._set_status(record, S.UPDATING, S.IN_SERVICE, failure_reason=None)
+
+    def _is_behind(self, key: str, record: EndpointRecord) -> bool:
+        """Whether another server sharing the database changed the serving endpoint: its
+        config (UpdateEndpoint) or its variants' weights or counts."""
+        fleet = self._fleets[key]
+        if self._heal_after.get(key, 0.0) > asyncio.get_running_loop().time():
+            return False
+        return fleet.config_name != record.endpoint_config_name or _drifted(fleet, _desired(record))
+
+    async def _follow(self, record: EndpointRecord) -> None:
+        """Bring this server's fleet to the endpoint as another server left it: a new config
+        all at once (that server ran the guarded rollout), or new weights and counts."""
+        key = _key(record.name)
+        old = self._fleets[key]
+        try:
+            if old.config_name == record.endpoint_config_name:
+                await self._apply_desired(record)
+                return
+            fleet = await self._build(
+                record,
+                record.endpoint_config_name,
+                _desired(record),
+                _resolved(record),
+                record.document.get("DataCaptureConfig"),
+            )
+        except MoorageError as exc:
+            log.error("following the changes to %s failed: %s", record.name, exc)
+            self._heal_after[key] = asyncio.get_running_loop().time() + _HEAL_BACKOFF_S
+            return
+        self._install(record, fleet, _resolved(record))
+        await self._builder.stop(old)
+
+    async def _drop(self, key: str) -> None:
+        fleet = self._fleets.get(key)
+        await self._stop_fleet(key)
+        if fleet is not None:
+            for name in fleet.variants:
+                self._metrics.forget(fleet.endpoint, name)
+
+    async def _apply_desired(self, record: EndpointRecord) -> None:
+        """Bring the fleet's weights and instance counts to the endpoint's desired ones."""
+        fleet = self._fleets[_key(record.name)]
+        desired = _desired(record)
+        for name, variant in fleet.variants.items():
+            wanted = desired.get(name, {})
+            if "DesiredWeight" in wanted:
+                variant.route.weight = float(wanted["DesiredWeight"])
+            if "DesiredInstanceCount" in wanted:
+                variant.desired_count = int(wanted["DesiredInstanceCount"])
+            serverless = variant.route.serverless
+            if serverless is not None and "DesiredServerlessConfig" in wanted:
+                variant.variant = _serverless(variant.variant, wanted)
+                variant.desired_count = _warm_count(variant.variant)
+                config = variant.variant.serverless_config
+                assert config is not None
+                serverless.max_concurrency = config.max_concurrency
+                # Serverless variants grow on demand and shrink when idle, not here; a warm
+                # instance newly wanted is started by healing.
+                continue
+            while len(variant.instances) < variant.desired_count:
+                await self._builder.add_instance(fleet, variant)
+            while len(variant.instances) > variant.desired_count:
+                await self._builder.remove_instance(variant, variant.instances[-1])
 
     async def _update(self, record: EndpointRecord) -> None:
         """UpdateEndpoint: the new fleet is healthy before any traffic moves to it; traffic
@@ -411,12 +460,7 @@ class Reconciler:
         )
 
     async def _delete(self, record: EndpointRecord) -> None:
-        key = _key(record.name)
-        fleet = self._fleets.get(key)
-        await self._stop_fleet(key)
-        if fleet is not None:
-            for name in fleet.variants:
-                self._metrics.forget(record.name, name)
+        await self._drop(_key(record.name))
         await asyncio.to_thread(self._store.endpoints.delete, record.name)
 
     async def _set_status(
@@ -449,8 +493,24 @@ def _async_route(fleet: RunningFleet, resolved: dict[str, Any] | None) -> AsyncR
             v.model.pipeline[0].environment.get("SAGEMAKER_MODEL_SERVER_WORKERS", "")
             for v in fleet.variants.values()
         ]
-        per_instance = min((int(w) for w in workers if w.isdigit()), default=os.cpu_count() or 1)
+        per_instance = min(
+            (int(w) for w in workers if w.isascii() and w.isdigit()), default=os.cpu_count() or 1
+        )
     return AsyncRoute(config, max(1, per_instance))
+
+
+def _drifted(fleet: RunningFleet, desired: dict[str, Any]) -> bool:
+    """Whether an instance-based variant's weight or count differs from what the endpoint
+    wants: another server sharing the database applied UpdateEndpointWeightsAndCapacities."""
+    for name, running in fleet.variants.items():
+        if running.variant.serverless_config is not None:
+            continue
+        wanted = desired.get(name, {})
+        weight = float(wanted.get("DesiredWeight", running.variant.initial_variant_weight))
+        count = int(wanted.get("DesiredInstanceCount", running.variant.initial_instance_count or 1))
+        if weight != running.route.weight or count != running.desired_count:
+            return True
+    return False
 
 
 def _resolved(record: EndpointRecord) -> dict[str, Any] | None:
