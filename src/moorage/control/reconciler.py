@@ -184,15 +184,11 @@ class Reconciler:
             result.append((variant, model, weight, count))
         return result
 
-    async def _build(
-        self,
-        record: EndpointRecord,
-        config_name: str,
-        desired: dict[str, Any],
-        resolved: dict[str, Any] | None,
-        capture: dict[str, Any] | None,
-    ) -> RunningFleet:
-        variants = await self._variants(config_name, desired, resolved)
+    async def _build(self, record: EndpointRecord) -> RunningFleet:
+        """Start the fleet of the endpoint's current config, as it wants it now."""
+        config_name = record.endpoint_config_name
+        variants = await self._variants(config_name, _desired(record), _resolved(record))
+        capture = record.document.get("DataCaptureConfig")
         settings = documents.data_capture_config(capture) if capture else None
         return await self._builder.build(record.name, config_name, variants, settings)
 
@@ -235,13 +231,7 @@ class Reconciler:
         """Build and route the fleet of the endpoint's current config; on failure the endpoint
         is Failed with the reason."""
         try:
-            fleet = await self._build(
-                record,
-                record.endpoint_config_name,
-                _desired(record),
-                _resolved(record),
-                record.document.get("DataCaptureConfig"),
-            )
+            fleet = await self._build(record)
         except MoorageError as exc:
             log.error("endpoint %s failed: %s", record.name, exc)
             failed = S.UPDATE_ROLLBACK_FAILED if record.status is S.ROLLING_BACK else S.FAILED
@@ -301,13 +291,7 @@ class Reconciler:
             if old.config_name == record.endpoint_config_name:
                 await self._apply_desired(record)
                 return
-            fleet = await self._build(
-                record,
-                record.endpoint_config_name,
-                _desired(record),
-                _resolved(record),
-                record.document.get("DataCaptureConfig"),
-            )
+            fleet = await self._build(record)
         except MoorageError as exc:
             log.error("following the changes to %s failed: %s", record.name, exc)
             self._heal_after[key] = asyncio.get_running_loop().time() + _HEAL_BACKOFF_S
