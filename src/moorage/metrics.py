@@ -230,12 +230,37 @@ _SUMMARIES = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Utilization:
+    """A variant's instance metrics, in percent (None: not reported for the variant)."""
+
+    cpu_percent: float | None
+    memory_percent: float | None
+    disk_percent: float | None
+
+
+_UTILIZATION = (
+    (
+        "cpu_percent",
+        "CPUUtilization",
+        "Percent of one CPU core an instance uses, summed over cores; mean of the instances",
+    ),
+    (
+        "memory_percent",
+        "MemoryUtilization",
+        "Percent of its instance type's memory an instance uses (PSS); mean of the instances",
+    ),
+    ("disk_percent", "DiskUtilization", "Percent of the data dir's disk in use"),
+)
+
+
 class EndpointMetrics:
     """The registry behind ``/metrics``; one per server. Series are read at each scrape."""
 
     def __init__(self) -> None:
         self._variants: dict[tuple[str, str], VariantMetrics] = {}
         self._backlogs: Callable[[], dict[str, Backlog]] = dict
+        self._utilization: Callable[[], dict[tuple[str, str], Utilization]] = dict
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
@@ -254,6 +279,12 @@ class EndpointMetrics:
     def read_backlogs(self, backlogs: Callable[[], dict[str, "Backlog"]]) -> None:
         """Report ``backlogs()`` (by endpoint) as the asynchronous endpoints' metrics."""
         self._backlogs = backlogs
+
+    def read_utilization(
+        self, utilization: Callable[[], dict[tuple[str, str], Utilization]]
+    ) -> None:
+        """Report ``utilization()`` (by endpoint and variant) as the instance metrics."""
+        self._utilization = utilization
 
     def of_endpoint(self, endpoint: str) -> dict[str, VariantMetrics]:
         """The endpoint's series by variant, for the console; creates none."""
@@ -294,6 +325,13 @@ class EndpointMetrics:
                 )
             yield histogram
         yield from _backlog_families(self._backlogs())
+        utilization = self._utilization()
+        for attribute, name, documentation in _UTILIZATION:
+            gauge = GaugeMetricFamily(name, documentation, labels=_DIMENSIONS, unit="percent")
+            for labels, usage in utilization.items():
+                if (value := getattr(usage, attribute)) is not None:
+                    gauge.add_metric(labels, value)
+            yield gauge
         for attribute, name, documentation in _SUMMARIES:
             summary = SummaryMetricFamily(name, documentation, labels=_DIMENSIONS)
             for labels, metrics in variants:

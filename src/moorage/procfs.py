@@ -1,4 +1,4 @@
-"""Reading Linux's ``/proc``: memory fields of a process, the processes of a process group and
+"""Reading Linux's ``/proc``: memory fields of a process, the processes of process groups and
 their CPU time. Off Linux, or for processes gone, the readers answer empty or None."""
 
 import os
@@ -22,28 +22,24 @@ def fields_kib(path: str, names: tuple[str, ...]) -> dict[str, int]:
     return found
 
 
-def group_members(pgid: int) -> list[int]:
-    """The processes of process group ``pgid``."""
-    members = []
+def groups(pgids: set[int]) -> dict[int, list[tuple[int, float]]]:
+    """The processes of each process group in ``pgids``, with each one's CPU seconds (its
+    own, and its waited-for children's): one pass over /proc."""
+    found: dict[int, list[tuple[int, float]]] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return []
+        return found
     for entry in entries:
-        if entry.isdigit():
-            stat = _stat(int(entry))
-            if stat is not None and int(stat[2]) == pgid:
-                members.append(int(entry))
-    return members
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time of process ``pid`` and of its children it has waited for."""
-    stat = _stat(pid)
-    if stat is None:
-        return None
-    # utime, stime, cutime, cstime: fields 14 to 17 of stat(5), 11 to 14 after the name.
-    return sum(int(ticks) for ticks in stat[11:15]) / _TICKS_PER_S
+        if not entry.isdigit():
+            continue
+        stat = _stat(int(entry))
+        # A zombie has ended: it holds nothing, and lingers where nothing reaps it.
+        if stat is not None and stat[0] != "Z" and (pgid := int(stat[2])) in pgids:
+            # utime, stime, cutime, cstime: fields 14 to 17 of stat(5), 11 to 14 here.
+            cpu = sum(int(ticks) for ticks in stat[11:15]) / _TICKS_PER_S
+            found.setdefault(pgid, []).append((int(entry), cpu))
+    return found
 
 
 def pss_bytes(pid: int) -> int | None:

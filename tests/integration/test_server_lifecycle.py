@@ -1,10 +1,12 @@
 """The SageMaker control plane and runtime of ``moorage server``, driven by boto3 only."""
 
 import json
+import os
 import uuid
 
 import pytest
 from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.server import FAST_WAITER, running_server
 
@@ -243,6 +245,24 @@ def test_metrics_carry_sagemaker_names(server, sm, runtime, artifacts):
     assert f"Invocations_total{{{labels}}} 3.0" in text
     assert f"ModelLatency_microseconds_count{{{labels}}} 3.0" in text
     assert f"OverheadLatency_microseconds_count{{{labels}}}" in text
+
+    # The instance metrics: what the variant's instance uses of its ml.m5.large (8 GiB).
+    usage = {
+        family.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels == {"EndpointName": name, "VariantName": "AllTraffic"}
+        and family.name.endswith("Utilization_percent")
+    }
+    assert set(usage) == {
+        "CPUUtilization_percent",
+        "MemoryUtilization_percent",
+        "DiskUtilization_percent",
+    }
+    # A scikit-learn instance holds tens of MiB: about 1 % of 8 GiB.
+    assert 0.1 < usage["MemoryUtilization_percent"] < 10
+    assert 0 <= usage["CPUUtilization_percent"] <= 100 * (os.cpu_count() or 1)
+    assert 0 < usage["DiskUtilization_percent"] <= 100
 
 
 def test_demo_endpoint_of_the_main_command(tmp_path):

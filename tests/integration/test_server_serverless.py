@@ -93,6 +93,9 @@ def test_an_idle_serverless_endpoint_scales_to_zero_and_starts_again_on_demand(
     ]  # fmt: skip
     assert setups
     assert float(setups[0].split()[-1]) >= 1
+    # Of the instance metrics, serverless variants report memory only (of MemorySizeInMB).
+    usage = [line for line in text.splitlines() if "Utilization" in line and endpoint in line]
+    assert [line.split("{")[0] for line in usage] == ["MemoryUtilization_percent"]
 
 
 def test_provisioned_concurrency_keeps_an_instance_warm(sm, runtime, slow_model):

@@ -19,6 +19,7 @@ from moorage.control import documents
 from moorage.control.deployment import Guard, Rollout
 from moorage.control.fleets import FleetBuilder, FleetFailed, RunningFleet, RunningVariant
 from moorage.control.rollout import Plan, plan
+from moorage.control.utilization import FleetUsage
 from moorage.domain import EndpointStatus, Model, ProductionVariant
 from moorage.errors import MoorageError
 from moorage.fleet import LocalProcessFleet
@@ -60,6 +61,8 @@ class Reconciler:
         self._operations: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._heal_after: dict[str, float] = {}
+        usage = FleetUsage(config.data_dir)
+        metrics.read_utilization(lambda: usage.read(list(self._fleets.values())))
 
     def wake(self) -> None:
         self._wake.set()

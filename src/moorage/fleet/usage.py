@@ -24,23 +24,19 @@ class UsageMeter:
         # Per process group: CPU seconds and the time they were read.
         self._last: dict[int, tuple[float, float]] = {}
 
-    def read(self, pgid: int) -> Usage | None:
-        """The group's usage since the previous reading (since this meter first saw it, on the
-        first), or None once it is gone."""
-        members = procfs.group_members(pgid)
-        if not members:
-            self._last.pop(pgid, None)
-            return None
+    def read(self, pgids: set[int]) -> dict[int, Usage]:
+        """Each group's usage since the previous reading (since this meter first saw it, on
+        the first); groups gone are left out, and forgotten."""
         now = time.monotonic()
-        cpu = sum(procfs.cpu_seconds(pid) or 0.0 for pid in members)
-        before_cpu, before = self._last.get(pgid, (cpu, now))
-        self._last[pgid] = (cpu, now)
-        elapsed = now - before
-        percent = 100.0 * max(0.0, cpu - before_cpu) / elapsed if elapsed > 0 else 0.0
-        memory = sum(procfs.pss_bytes(pid) or 0 for pid in members)
-        return Usage(cpu_percent=percent, memory_bytes=memory)
-
-    def forget(self, live: set[int]) -> None:
-        """Drop what is kept of groups not in ``live`` (instances stopped since)."""
-        for pgid in self._last.keys() - live:
+        usages = {}
+        for pgid, members in procfs.groups(pgids).items():
+            cpu = sum(seconds for _, seconds in members)
+            before_cpu, before = self._last.get(pgid, (cpu, now))
+            self._last[pgid] = (cpu, now)
+            elapsed = now - before
+            percent = 100.0 * max(0.0, cpu - before_cpu) / elapsed if elapsed > 0 else 0.0
+            memory = sum(procfs.pss_bytes(pid) or 0 for pid, _ in members)
+            usages[pgid] = Usage(cpu_percent=percent, memory_bytes=memory)
+        for pgid in self._last.keys() - usages.keys():
             del self._last[pgid]
+        return usages

@@ -23,12 +23,11 @@ def test_a_busy_group_uses_cpu_and_an_idle_one_does_not():
     try:
         time.sleep(0.5)  # past the interpreters' start-up, which is CPU work
         meter = UsageMeter()
-        meter.read(busy.pid)
-        meter.read(idle.pid)
+        groups = {busy.pid, idle.pid}
+        meter.read(groups)
         time.sleep(1.0)
-        busy_usage, idle_usage = meter.read(busy.pid), meter.read(idle.pid)
-        assert busy_usage is not None
-        assert idle_usage is not None
+        usages = meter.read(groups)
+        busy_usage, idle_usage = usages[busy.pid], usages[idle.pid]
         # Both processes of the group count. The machine may be busy: no exact share.
         assert busy_usage.cpu_percent > 40
         assert idle_usage.cpu_percent < 5
@@ -37,4 +36,4 @@ def test_a_busy_group_uses_cpu_and_an_idle_one_does_not():
         for process in (busy, idle):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert meter.read(idle.pid) is None
+    assert meter.read(groups) == {}
