@@ -108,9 +108,13 @@ class ServerApp:
 
     @staticmethod
     def http_error(status: int, message: str) -> Response:
-        """The HTTP server's own refusals (oversize body, bad request) in SageMaker's shape."""
-        code = "RequestTimeout" if status == 408 else "ValidationError"
+        """The HTTP server's own refusals (oversize body, bad request) and its answer to a
+        handler that failed, in SageMaker's shape."""
+        code = _HTTP_ERROR_CODES.get(status, "ValidationError")
         return runtime_error(status, code, message)
+
+
+_HTTP_ERROR_CODES: Final = {408: "RequestTimeout", 500: "InternalFailure"}
 
 
 def _unquote(name: str) -> str:

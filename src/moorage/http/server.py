@@ -175,7 +175,7 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:
-            rejection = self._rejection or Response.text(500, "Internal server error")
+            rejection = self._rejection or self._server.error(500, "Internal server error")
             self._fail(rejection)
         except httptools.HttpParserUpgrade:
             self._fail(self._server.error(400, "Protocol upgrades are not supported"))
@@ -294,7 +294,7 @@ class _Connection(asyncio.Protocol):
                 result = self._server.handler(request)
             except Exception:
                 log.exception("handler failed for %s %s", request.method, request.path)
-                result = Response.text(500, "Internal server error")
+                result = self._server.error(500, "Internal server error")
             if not isinstance(result, Response):
                 self._busy = True
                 self._current_keep_alive = keep_alive
@@ -314,7 +314,7 @@ class _Connection(asyncio.Protocol):
             response = Response.text(503, "The request was cancelled")
         elif (exc := future.exception()) is not None:
             log.error("handler failed", exc_info=exc)
-            response = Response.text(500, "Internal server error")
+            response = self._server.error(500, "Internal server error")
         else:
             response = future.result()
         if self._closing:
