@@ -193,7 +193,10 @@ def test_canary_and_linear_updates_shift_traffic_in_steps(sm, runtime, artifacts
         return seen["iris"] > 0 and seen["echo"] > 0
 
     wait_until(both_fleets_answer, timeout=30)
-    assert sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "Updating"
+    during = sm.describe_endpoint(EndpointName=endpoint)
+    assert during["EndpointStatus"] == "Updating"
+    [pending] = during["PendingDeploymentSummary"]["ProductionVariants"]
+    assert pending["VariantStatus"][0]["Status"] == "Baking"
     sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig=FAST_WAITER)
     assert {which_model(invoke(runtime, endpoint)) for _ in range(20)} == {"echo"}
     described = sm.describe_endpoint(EndpointName=endpoint)

@@ -15,6 +15,7 @@ from typing import Any, Final
 from moorage.api.errors import CONTROL_JSON, CONTROL_PLANE_ERRORS, control_error, lookup, request_id
 from moorage.api.validation import is_known_operation, validate_input
 from moorage.control import documents
+from moorage.control.deployment import UpdatePhase
 from moorage.control.service import ControlService, EndpointView
 from moorage.domain import EndpointStatus, TransformJobStatus
 from moorage.errors import MoorageError, ValidationError
@@ -396,12 +397,19 @@ def endpoint_description(view: EndpointView) -> dict[str, Any]:
         answer["PendingDeploymentSummary"] = {
             "EndpointConfigName": record.pending_config_name,
             "ProductionVariants": [
-                {"VariantName": n, **w, "VariantStatus": [{"Status": "Creating"}]}
+                {"VariantName": n, **w, "VariantStatus": [_variant_status(view.phase)]}
                 for n, w in pending.get("Variants", {}).items()
             ],
             "StartTime": _time(record.last_modified_time),
         }
     return answer
+
+
+def _variant_status(phase: UpdatePhase | None) -> dict[str, Any]:
+    """A pending variant's status: where the update is, or Creating until it starts."""
+    if phase is None:
+        return {"Status": "Creating"}
+    return {"Status": phase.status, "StartTime": _time(phase.started)}
 
 
 def _capture_summary(capture: Params) -> dict[str, Any]:

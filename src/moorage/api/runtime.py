@@ -125,11 +125,12 @@ class RuntimeApi:
                     request.parts, started,
                 )  # fmt: skip
                 return result
-            instance = (
-                variant.pick_for(request.parts, headers.get(PREFIX_AWARE_ID))
-                if variant is not None
-                else None
-            )
+            if variant is None:
+                instance = None
+            elif variant.prefix is None:
+                instance = variant.pick()
+            else:
+                instance = variant.pick_for(request.parts, headers.get(PREFIX_AWARE_ID))
         if variant is None or instance is None:
             return _no_instance(endpoint)
         receiver = instance
@@ -264,10 +265,13 @@ class RuntimeApi:
             len(attributes) > _MAX_ATTRIBUTES or not attributes.isascii()
         ):
             return "CustomAttributes must be at most 1024 visible ASCII characters."
-        for name in (CONTENT_TYPE, ACCEPT):
-            value = headers.get(name)
-            if value is not None and (len(value) > _MAX_ATTRIBUTES or not value.isascii()):
-                return f"Header {name} must be at most 1024 ASCII characters."
+        content_type, accept = headers.get(CONTENT_TYPE, ""), headers.get(ACCEPT, "")
+        if len(content_type) + len(accept) > _MAX_ATTRIBUTES or not (
+            content_type.isascii() and accept.isascii()
+        ):
+            for name, value in ((CONTENT_TYPE, content_type), (ACCEPT, accept)):
+                if len(value) > _MAX_ATTRIBUTES or not value.isascii():
+                    return f"Header {name} must be at most 1024 ASCII characters."
         inference_id = headers.get(INFERENCE_ID)
         if inference_id is not None and not is_print_id(inference_id):
             return (

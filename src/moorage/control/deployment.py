@@ -16,7 +16,9 @@ green.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from moorage.control.alarms import Alarm
 from moorage.control.fleets import FleetBuilder, RunningFleet, RunningVariant
@@ -57,6 +59,15 @@ class Guard:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class UpdatePhase:
+    """What the new fleet of an update is doing: SageMaker's VariantStatus ``Creating``,
+    ``ActivatingTraffic`` or ``Baking``, since ``started``."""
+
+    status: str
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
 @dataclass
 class Rollout:
     """Moves ``route``'s traffic from ``blue`` to ``green``; ``run`` and ``roll_back`` answer
@@ -67,6 +78,8 @@ class Rollout:
     blue: RunningFleet
     green: RunningFleet
     guard: Guard
+    # Told each phase, for DescribeEndpoint.
+    on_phase: Callable[[UpdatePhase], None] = lambda _: None
 
     def __post_init__(self) -> None:
         self._shared = {name: v.route.metrics for name, v in self.green.variants.items()}
@@ -84,6 +97,7 @@ class Rollout:
             variant.route.metrics = self._shared[name]
 
     async def bake(self, seconds: float) -> str | None:
+        self.on_phase(UpdatePhase("Baking"))
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
         while True:
@@ -94,6 +108,7 @@ class Rollout:
 
     async def blue_green(self, steps: list[tuple[float, float]]) -> str | None:
         for share, wait_s in steps:
+            self.on_phase(UpdatePhase("ActivatingTraffic"))
             self.route.next_share = share
             reason = await self.bake(wait_s)
             if reason is not None:
@@ -105,12 +120,14 @@ class Rollout:
         old, new = _only(self.blue), _only(self.green)
         target = new.desired_count
         while True:
+            self.on_phase(UpdatePhase("ActivatingTraffic"))
             self.route.next_share = min(1.0, len(new.instances) / target)
             reason = await self.bake(wait_s)
             if reason is not None or len(new.instances) >= target:
                 return reason
             # Blue keeps one instance while it still takes traffic.
             await self._remove(old, min(batch, len(old.instances) - 1))
+            self.on_phase(UpdatePhase("Creating"))
             try:
                 await self._add(self.green, new, min(batch, target - len(new.instances)))
             except MoorageError as exc:

@@ -11,12 +11,13 @@ import dataclasses
 import logging
 import os
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
 from moorage.capture import CaptureWriter
 from moorage.config import ServerConfig
 from moorage.control import documents
-from moorage.control.deployment import Guard, Rollout
+from moorage.control.deployment import Guard, Rollout, UpdatePhase
 from moorage.control.fleets import FleetBuilder, FleetFailed, RunningFleet, RunningVariant
 from moorage.control.rollout import Plan, plan
 from moorage.control.utilization import FleetUsage
@@ -61,6 +62,7 @@ class Reconciler:
         self._operations: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._heal_after: dict[str, float] = {}
+        self._phases: dict[str, UpdatePhase] = {}
         usage = FleetUsage(config.data_dir)
         metrics.read_utilization(lambda: usage.read(list(self._fleets.values())))
 
@@ -70,6 +72,10 @@ class Reconciler:
     def fleet(self, endpoint: str) -> RunningFleet | None:
         """The fleet serving ``endpoint`` now (for DescribeEndpoint's current values)."""
         return self._fleets.get(_key(endpoint))
+
+    def update_phase(self, endpoint: str) -> UpdatePhase | None:
+        """What the new fleet of ``endpoint``'s update under way here is doing."""
+        return self._phases.get(_key(endpoint))
 
     async def run(self) -> None:
         while True:
@@ -335,6 +341,14 @@ class Reconciler:
                 await self._builder.remove_instance(variant, variant.instances[-1])
 
     async def _update(self, record: EndpointRecord) -> None:
+        key = _key(record.name)
+        self._phases[key] = UpdatePhase("Creating")
+        try:
+            await self._roll_out(record)
+        finally:
+            self._phases.pop(key, None)
+
+    async def _roll_out(self, record: EndpointRecord) -> None:
         """UpdateEndpoint: the new fleet is healthy before any traffic moves to it; traffic
         moves as the DeploymentConfig says, and back if a guardrail trips (``deployment``)."""
         key = _key(record.name)
@@ -374,7 +388,9 @@ class Reconciler:
         guard = Guard(steps.alarms, timeout_s=steps.timeout_s or 0.0)
         if steps.timeout_s is not None:
             guard.deadline = started + steps.timeout_s
-        rollout = Rollout(self._builder, route, blue, green, guard)
+        rollout = Rollout(
+            self._builder, route, blue, green, guard, partial(self._phases.__setitem__, key)
+        )
         rollout.start()
         if steps.batch is not None:
             for variant, _, _, count in wanted:

@@ -16,6 +16,7 @@ from moorage.capture import check_config as check_capture
 from moorage.capture import destination
 from moorage.config import ServerConfig
 from moorage.control import documents
+from moorage.control.deployment import UpdatePhase
 from moorage.control.fleets import RunningFleet
 from moorage.control.guardrails import check_deployment_config
 from moorage.domain import (
@@ -49,6 +50,8 @@ Document = Mapping[str, Any]
 class FleetView(Protocol):
     def fleet(self, endpoint: str) -> RunningFleet | None: ...
 
+    def update_phase(self, endpoint: str) -> "UpdatePhase | None": ...
+
 
 @dataclass(frozen=True)
 class EndpointView:
@@ -58,6 +61,8 @@ class EndpointView:
     config: EndpointConfigRecord | None
     fleet: RunningFleet | None
     images: dict[str, str]
+    # Where an update under way is: the new fleet's VariantStatus.
+    phase: "UpdatePhase | None" = None
 
 
 def _now() -> datetime:
@@ -245,7 +250,13 @@ class ControlService:
     def describe_endpoint(self, name: str) -> EndpointView:
         record = self.endpoint(name)
         config = self._store.endpoint_configs.get(record.endpoint_config_name)
-        return EndpointView(record, config, self._fleets.fleet(name), _deployed_images(record))
+        return EndpointView(
+            record,
+            config,
+            self._fleets.fleet(name),
+            _deployed_images(record),
+            self._fleets.update_phase(name),
+        )
 
     def list_endpoints(self, query: ListQuery) -> Page[EndpointRecord]:
         return self._store.endpoints.list(query)
