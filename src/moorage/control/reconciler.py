@@ -230,7 +230,11 @@ class Reconciler:
         if await self._bring_up(record) and not await self._set_status(
             record, S.CREATING, S.IN_SERVICE
         ):
-            await self._stop_fleet(_key(record.name))
+            # Deleted meanwhile; or another server sharing the database put it in service
+            # first, and this fleet serves it too.
+            now = await asyncio.to_thread(self._store.endpoints.get, record.name)
+            if now is None or now.status is not S.IN_SERVICE:
+                await self._stop_fleet(_key(record.name))
 
     async def _restore(self, record: EndpointRecord) -> None:
         """After a restart: bring back the fleet of an endpoint that was serving."""
