@@ -286,6 +286,10 @@ class EndpointMetrics:
         """Report ``utilization()`` (by endpoint and variant) as the instance metrics."""
         self._utilization = utilization
 
+    def utilization(self, endpoint: str) -> dict[str, Utilization]:
+        """The endpoint's instance metrics by variant, read now (for the console)."""
+        return {v: u for (e, v), u in self._utilization().items() if e == endpoint}
+
     def of_endpoint(self, endpoint: str) -> dict[str, VariantMetrics]:
         """The endpoint's series by variant, for the console; creates none."""
         return {v: m for (e, v), m in list(self._variants.items()) if e == endpoint}

@@ -61,6 +61,9 @@ def test_an_endpoints_page_shows_its_invocations_and_instance_logs(server, runti
     assert "&quot;EndpointStatus&quot;: &quot;InService&quot;" in text  # DescribeEndpoint's
     # Variant, Invocations, 4XX, 5XX, model errors.
     assert "<td><b>A</b></td><td>3</td><td>0</td><td>0</td><td>0</td>" in text
+    # CPU and memory of the instance: numbers, not the placeholder.
+    assert "CPU / memory per instance" in text
+    assert re.search(r"<td>\d+\.\d % / \d+\.\d %</td>", text)
     assert "<h3>A/" in text
     assert LOG_LINE in text
 

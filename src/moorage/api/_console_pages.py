@@ -10,7 +10,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from moorage.http import Response
-from moorage.metrics import Backlog, Distribution, VariantMetrics
+from moorage.metrics import Backlog, Distribution, Utilization, VariantMetrics
 
 REFRESH_S: Final = 10
 _HEADERS: Final = (
@@ -246,9 +246,12 @@ class VariantNumbers:
     loaded_models: float | None
     cache_hits: float
     cache_lookups: int
+    usage: Utilization | None = None
 
     @classmethod
-    def read(cls, variant: str, metrics: VariantMetrics) -> "VariantNumbers":
+    def read(
+        cls, variant: str, metrics: VariantMetrics, usage: Utilization | None = None
+    ) -> "VariantNumbers":
         loaded = metrics.loaded_model_count.read
         return cls(
             variant,
@@ -261,7 +264,12 @@ class VariantNumbers:
             loaded() if loaded is not None else None,
             metrics.model_cache_hit.total,
             metrics.model_cache_hit.count,
+            usage,
         )
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} %"
 
 
 def _duration(microseconds: float | None) -> str:
@@ -291,6 +299,16 @@ def _metrics(numbers: Sequence[VariantNumbers], kind: str) -> str:
                     _duration(v) for v in (latency.mean, latency.p50, latency.p90, latency.p99)
                 )
             )
+        usage = n.usage
+        row.append(
+            " / ".join(
+                _percent(v)
+                for v in (
+                    usage.cpu_percent if usage else None,
+                    usage.memory_percent if usage else None,
+                )
+            )
+        )
         if kind == "multi-model":
             hits = f"{n.cache_hits / n.cache_lookups:.0%}" if n.cache_lookups else "—"
             row += [_count(n.loaded_models or 0), hits]
@@ -303,6 +321,7 @@ def _metrics(numbers: Sequence[VariantNumbers], kind: str) -> str:
         "Model errors",
         "ModelLatency mean / p50 / p90 / p99",
         "OverheadLatency mean / p50 / p90 / p99",
+        "CPU / memory per instance",
     ]
     if kind == "multi-model":
         headers += ["Loaded models", "Cache hits"]

@@ -151,8 +151,9 @@ class Console:
         description, kind = described
         endpoint = description["EndpointName"]
         # On the event loop, which alone updates the numbers.
+        usage = self._metrics.utilization(endpoint)
         numbers = [
-            pages.VariantNumbers.read(variant, metrics)
+            pages.VariantNumbers.read(variant, metrics, usage.get(variant))
             for variant, metrics in sorted(self._metrics.of_endpoint(endpoint).items())
         ]
         backlog = self._metrics.backlog(endpoint)
