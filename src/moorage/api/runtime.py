@@ -128,6 +128,7 @@ class RuntimeApi:
             if variant is None:
                 instance = None
             elif variant.prefix is None:
+                # pick() itself: pick_for() would call it, ~100 ns more per request.
                 instance = variant.pick()
             else:
                 instance = variant.pick_for(request.parts, headers.get(PREFIX_AWARE_ID))

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 S = EndpointStatus
 _PERIOD_S = 1.0
-_HEAL_BACKOFF_S = 2.0
+_RETRY_BACKOFF_S = 2.0
 
 
 def _key(name: str) -> str:
@@ -61,7 +61,8 @@ class Reconciler:
         self._stranded: dict[str, RunningFleet] = {}
         self._operations: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
-        self._heal_after: dict[str, float] = {}
+        # Per endpoint: when healing or following another server may be tried again.
+        self._retry_after: dict[str, float] = {}
         self._phases: dict[str, UpdatePhase] = {}
         usage = FleetUsage(config.data_dir)
         metrics.read_utilization(lambda: usage.read(list(self._fleets.values())))
@@ -256,7 +257,7 @@ class Reconciler:
     def _needs_healing(self, key: str) -> bool:
         fleet = self._fleets[key]
         loop = asyncio.get_running_loop()
-        if self._heal_after.get(key, 0.0) > loop.time():
+        if self._retry_after.get(key, 0.0) > loop.time():
             return False
         return any(len(v.instances) < v.desired_count for v in fleet.variants.values())
 
@@ -269,7 +270,7 @@ class Reconciler:
                 except MoorageError as exc:
                     log.error("replacing an instance of %s failed: %s", record.name, exc)
                     loop = asyncio.get_running_loop()
-                    self._heal_after[_key(record.name)] = loop.time() + _HEAL_BACKOFF_S
+                    self._retry_after[_key(record.name)] = loop.time() + _RETRY_BACKOFF_S
                     return
 
     async def _scale_down(self, variants: list[RunningVariant]) -> None:
@@ -291,7 +292,7 @@ class Reconciler:
         """Whether another server sharing the database changed the serving endpoint: its
         config (UpdateEndpoint) or its variants' weights or counts."""
         fleet = self._fleets[key]
-        if self._heal_after.get(key, 0.0) > asyncio.get_running_loop().time():
+        if self._retry_after.get(key, 0.0) > asyncio.get_running_loop().time():
             return False
         return fleet.config_name != record.endpoint_config_name or _drifted(fleet, _desired(record))
 
@@ -307,7 +308,7 @@ class Reconciler:
             fleet = await self._build(record)
         except MoorageError as exc:
             log.error("following the changes to %s failed: %s", record.name, exc)
-            self._heal_after[key] = asyncio.get_running_loop().time() + _HEAL_BACKOFF_S
+            self._retry_after[key] = asyncio.get_running_loop().time() + _RETRY_BACKOFF_S
             return
         self._install(record, fleet, _resolved(record))
         await self._builder.stop(old)
